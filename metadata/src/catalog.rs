@@ -1,0 +1,417 @@
+//! Every transaction Silt runs on its metadata. Each body is idempotent (see
+//! [`crate::runner`]): a retry after an unknown commit result finds the trace
+//! of its earlier success and returns the same answer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::keys::{Key, KeyKind, KeyRange, TOPIC_ID_COUNTER};
+use crate::kv::{Kv, Txn};
+use crate::runner::{Attempt, RetryPolicy, Runner};
+use crate::values::{
+    IndexEntry, MAX_CHUNKS_PER_SEGMENT, PartitionState, SegmentRecord, TopicConfig, TopicRecord,
+    decode_u64, encode_u64,
+};
+use crate::{Error, Result};
+
+/// Most partitions a topic may have.
+pub const MAX_PARTITIONS: u32 = 4096;
+const MAX_TOPIC_NAME: usize = 249;
+
+/// A topic as callers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub id: u64,
+    pub name: String,
+    pub partitions: u32,
+    pub config: TopicConfig,
+    pub created_ms: i64,
+}
+
+/// One chunk of a segment, to be indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkCommit {
+    pub topic_id: u64,
+    pub partition: u32,
+    pub byte_offset: u64,
+    pub byte_len: u32,
+    pub record_count: u32,
+    pub max_timestamp: i64,
+}
+
+/// A segment object that has been written and now needs offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentCommit {
+    /// Unique id of the segment; the idempotence key.
+    pub segment_id: String,
+    /// The object key holding it.
+    pub object: String,
+    pub committed_ms: i64,
+    /// In (topic, partition) order.
+    pub chunks: Vec<ChunkCommit>,
+}
+
+/// What a fetch needs: the partition's state and the index entries covering
+/// the requested offset onwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadPlan {
+    pub state: PartitionState,
+    /// `(base_offset, entry)`, ascending; the first covers the requested offset.
+    pub entries: Vec<(u64, IndexEntry)>,
+}
+
+/// The metadata API. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Metadata {
+    runner: Runner,
+}
+
+/// Checks a topic name: 1–249 characters of `[A-Za-z0-9._-]`, not `.`/`..`.
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_TOPIC_NAME
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid topic name {name:?}: use 1 to {MAX_TOPIC_NAME} characters of [A-Za-z0-9._-]"
+        )))
+    }
+}
+
+fn topic_info(id: u64, r: TopicRecord) -> TopicInfo {
+    TopicInfo {
+        id,
+        name: r.name,
+        partitions: r.partitions,
+        config: r.config,
+        created_ms: r.created_ms,
+    }
+}
+
+fn decode_topic(b: &[u8]) -> Result<TopicRecord> {
+    serde_json::from_slice(b).map_err(|_| Error::Corrupt("topic record"))
+}
+
+async fn read_topic(txn: &mut dyn Txn, id: u64, snapshot: bool) -> Result<Option<TopicRecord>> {
+    match txn.get(&Key::Topic(id).encode(), snapshot).await? {
+        Some(b) => decode_topic(&b).map(Some),
+        None => Ok(None),
+    }
+}
+
+async fn read_partition(
+    txn: &mut dyn Txn,
+    id: u64,
+    p: u32,
+    snapshot: bool,
+) -> Result<Option<PartitionState>> {
+    match txn.get(&Key::Partition(id, p).encode(), snapshot).await? {
+        Some(b) => PartitionState::decode(&b).map(Some),
+        None => Ok(None),
+    }
+}
+
+impl Metadata {
+    /// `seed` drives retry jitter (inject a fixed one in tests).
+    pub fn new(kv: Arc<dyn Kv>, policy: RetryPolicy, seed: u64) -> Self {
+        Self {
+            runner: Runner::new(kv, policy, seed),
+        }
+    }
+
+    pub fn kv(&self) -> &Arc<dyn Kv> {
+        &self.runner.kv
+    }
+
+    /// Creates a topic. `nonce` must be random per call (idempotence).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+        now_ms: i64,
+        nonce: u64,
+    ) -> Result<TopicInfo> {
+        validate_topic_name(name)?;
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(Error::Invalid(format!(
+                "partitions must be between 1 and {MAX_PARTITIONS}"
+            )));
+        }
+        let record = TopicRecord {
+            name: name.to_owned(),
+            partitions,
+            config,
+            created_ms: now_ms,
+            nonce,
+        };
+        self.runner
+            .run("create_topic", false, |txn, _| {
+                let record = record.clone();
+                Box::pin(async move {
+                    let name_key = Key::TopicName(&record.name).encode();
+                    if let Some(id) = txn.get(&name_key, false).await? {
+                        let id = decode_u64(&id)?;
+                        let existing = read_topic(txn, id, false)
+                            .await?
+                            .ok_or(Error::Corrupt("topic name"))?;
+                        return if existing.nonce == record.nonce {
+                            Ok(topic_info(id, existing))
+                        } else {
+                            Err(Error::TopicExists(record.name))
+                        };
+                    }
+                    let counter = Key::Counter(TOPIC_ID_COUNTER).encode();
+                    let id = match txn.get(&counter, false).await? {
+                        Some(b) => decode_u64(&b)? + 1,
+                        None => 1,
+                    };
+                    txn.set(&counter, &encode_u64(id));
+                    txn.set(&name_key, &encode_u64(id));
+                    let json =
+                        serde_json::to_vec(&record).map_err(|_| Error::Corrupt("topic record"))?;
+                    txn.set(&Key::Topic(id).encode(), &json);
+                    let empty = PartitionState::default().encode();
+                    for p in 0..record.partitions {
+                        txn.set(&Key::Partition(id, p).encode(), &empty);
+                    }
+                    Ok(topic_info(id, record))
+                })
+            })
+            .await
+    }
+
+    /// Deletes a topic and its index. Its segment objects become garbage for
+    /// the compactor to collect.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        self.runner
+            .run("delete_topic", false, |txn, attempt: Attempt| {
+                let name = name.to_owned();
+                Box::pin(async move {
+                    let name_key = Key::TopicName(&name).encode();
+                    let Some(id) = txn.get(&name_key, false).await? else {
+                        // Our own earlier attempt may have deleted it.
+                        return if attempt.after_unknown {
+                            Ok(())
+                        } else {
+                            Err(Error::TopicNotFound(name))
+                        };
+                    };
+                    let id = decode_u64(&id)?;
+                    txn.clear(&name_key);
+                    txn.clear(&Key::Topic(id).encode());
+                    let parts = KeyRange::partitions(id);
+                    txn.clear_range(&parts.begin, &parts.end);
+                    let index = KeyRange::topic_index(id);
+                    txn.clear_range(&index.begin, &index.end);
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Looks a topic up by name.
+    pub async fn topic(&self, name: &str) -> Result<Option<TopicInfo>> {
+        self.runner
+            .run("get_topic", true, |txn, _| {
+                let name = name.to_owned();
+                Box::pin(async move {
+                    let Some(id) = txn.get(&Key::TopicName(&name).encode(), true).await? else {
+                        return Ok(None);
+                    };
+                    let id = decode_u64(&id)?;
+                    Ok(read_topic(txn, id, true).await?.map(|r| topic_info(id, r)))
+                })
+            })
+            .await
+    }
+
+    /// Every topic, by id.
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
+        self.runner
+            .run("list_topics", true, |txn, _| {
+                Box::pin(async move {
+                    let r = KeyRange::kind(KeyKind::Topic);
+                    let rows = txn
+                        .get_range(&r.begin, &r.end, usize::MAX, false, true)
+                        .await?;
+                    rows.into_iter()
+                        .map(|(k, v)| match crate::keys::decode(&k) {
+                            Ok(Key::Topic(id)) => Ok(topic_info(id, decode_topic(&v)?)),
+                            _ => Err(Error::Corrupt("topic key")),
+                        })
+                        .collect()
+                })
+            })
+            .await
+    }
+
+    /// The state of every partition of a topic, in partition order.
+    pub async fn partition_states(&self, topic_id: u64) -> Result<Vec<PartitionState>> {
+        self.runner
+            .run("partition_states", true, |txn, _| {
+                Box::pin(async move {
+                    let r = KeyRange::partitions(topic_id);
+                    let rows = txn
+                        .get_range(&r.begin, &r.end, usize::MAX, false, true)
+                        .await?;
+                    rows.iter()
+                        .map(|(_, v)| PartitionState::decode(v))
+                        .collect()
+                })
+            })
+            .await
+    }
+
+    /// One partition's state; `None` if the topic or partition does not exist.
+    pub async fn partition_state(
+        &self,
+        topic_id: u64,
+        partition: u32,
+    ) -> Result<Option<PartitionState>> {
+        self.runner
+            .run("partition_state", true, |txn, _| {
+                Box::pin(async move { read_partition(txn, topic_id, partition, true).await })
+            })
+            .await
+    }
+
+    /// Assigns offsets to a written segment's chunks, exactly once: returns
+    /// each chunk's base offset, or `None` for a chunk whose topic or
+    /// partition no longer exists. Retrying (even after an unknown commit
+    /// result) returns the same answer and indexes nothing twice.
+    pub async fn commit_segment(&self, commit: &SegmentCommit) -> Result<Vec<Option<u64>>> {
+        if commit.chunks.len() > MAX_CHUNKS_PER_SEGMENT {
+            return Err(Error::Invalid(format!(
+                "a segment holds at most {MAX_CHUNKS_PER_SEGMENT} chunks"
+            )));
+        }
+        self.runner
+            .run("commit_segment", false, |txn, _| {
+                let c = commit.clone();
+                Box::pin(async move { commit_segment_body(txn, &c).await })
+            })
+            .await
+    }
+
+    /// Reads a partition's state and the index entries from `offset` on (at
+    /// most `max_entries`). `None` if the partition does not exist.
+    pub async fn read_plan(
+        &self,
+        topic_id: u64,
+        partition: u32,
+        offset: u64,
+        max_entries: usize,
+    ) -> Result<Option<ReadPlan>> {
+        self.runner
+            .run("read_plan", true, |txn, _| {
+                Box::pin(async move {
+                    let Some(state) = read_partition(txn, topic_id, partition, true).await? else {
+                        return Ok(None);
+                    };
+                    let mut entries = Vec::new();
+                    if offset < state.log_start_offset
+                        || offset >= state.high_watermark
+                        || max_entries == 0
+                    {
+                        return Ok(Some(ReadPlan { state, entries }));
+                    }
+                    let floor = KeyRange::index(topic_id, partition, 0, offset + 1);
+                    let after = KeyRange::index(topic_id, partition, offset + 1, u64::MAX);
+                    let mut rows = txn
+                        .get_range(&floor.begin, &floor.end, 1, true, true)
+                        .await?;
+                    rows.extend(
+                        txn.get_range(&after.begin, &after.end, max_entries - 1, false, true)
+                            .await?,
+                    );
+                    for (k, v) in rows {
+                        let Ok(Key::Index(_, _, base)) = crate::keys::decode(&k) else {
+                            return Err(Error::Corrupt("index key"));
+                        };
+                        entries.push((base, IndexEntry::decode(&v)?));
+                    }
+                    Ok(Some(ReadPlan { state, entries }))
+                })
+            })
+            .await
+    }
+
+    /// Resolves once the partition's state differs from `seen`, whichever
+    /// process changed it.
+    pub async fn watch_partition(
+        &self,
+        topic_id: u64,
+        partition: u32,
+        seen: PartitionState,
+    ) -> Result<()> {
+        let key = Key::Partition(topic_id, partition).encode();
+        Ok(self.runner.kv.watch(&key, Some(&seen.encode())).await?)
+    }
+}
+
+async fn commit_segment_body(txn: &mut dyn Txn, c: &SegmentCommit) -> Result<Vec<Option<u64>>> {
+    let seg_key = Key::Segment(&c.segment_id).encode();
+    if let Some(done) = txn.get(&seg_key, false).await? {
+        let rec = SegmentRecord::decode(&done)?;
+        return Ok(rec.chunks.into_iter().map(|(_, _, base)| base).collect());
+    }
+    let mut topics: HashMap<u64, Option<u32>> = HashMap::new();
+    let mut outcome = Vec::with_capacity(c.chunks.len());
+    for ch in &c.chunks {
+        let partitions = match topics.get(&ch.topic_id) {
+            Some(&n) => n,
+            None => {
+                let n = read_topic(txn, ch.topic_id, false)
+                    .await?
+                    .map(|t| t.partitions);
+                topics.insert(ch.topic_id, n);
+                n
+            }
+        };
+        let base = match partitions {
+            Some(n) if ch.partition < n && ch.record_count > 0 => {
+                let mut state = read_partition(txn, ch.topic_id, ch.partition, false)
+                    .await?
+                    .ok_or(Error::Corrupt("missing partition state"))?;
+                let base = state.high_watermark;
+                let entry = IndexEntry {
+                    object: c.object.clone(),
+                    byte_offset: ch.byte_offset,
+                    byte_len: ch.byte_len,
+                    record_count: ch.record_count,
+                    max_timestamp: ch.max_timestamp,
+                };
+                txn.set(
+                    &Key::Index(ch.topic_id, ch.partition, base).encode(),
+                    &entry.encode(),
+                );
+                state.high_watermark += u64::from(ch.record_count);
+                txn.set(
+                    &Key::Partition(ch.topic_id, ch.partition).encode(),
+                    &state.encode(),
+                );
+                Some(base)
+            }
+            _ => None,
+        };
+        outcome.push(base);
+    }
+    let record = SegmentRecord {
+        committed_ms: c.committed_ms,
+        chunks: c
+            .chunks
+            .iter()
+            .zip(&outcome)
+            .map(|(ch, &b)| (ch.topic_id, ch.partition, b))
+            .collect(),
+    };
+    txn.set(&seg_key, &record.encode());
+    Ok(outcome)
+}

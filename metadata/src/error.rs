@@ -1,0 +1,46 @@
+use crate::kv::{ErrorClass, KvError};
+
+/// Everything that can go wrong in a metadata call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("topic {0:?} not found")]
+    TopicNotFound(String),
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("metadata store: {0}")]
+    Kv(#[from] KvError),
+    #[error("corrupt metadata: malformed {0}")]
+    Corrupt(&'static str),
+    #[error("invalid metadata URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+}
+
+/// The small, stable classification callers branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    AlreadyExists,
+    InvalidArgument,
+    /// The store is unreachable, overloaded or contended past the retry
+    /// budget; the caller may retry later. `MaybeCommitted` also lands here.
+    Unavailable,
+    /// A bug or corruption; retrying will not help.
+    Internal,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::TopicNotFound(_) => ErrorKind::NotFound,
+            Error::TopicExists(_) => ErrorKind::AlreadyExists,
+            Error::Invalid(_) | Error::InvalidUrl { .. } => ErrorKind::InvalidArgument,
+            Error::Kv(e) if e.class == ErrorClass::Fatal => ErrorKind::Internal,
+            Error::Kv(_) => ErrorKind::Unavailable,
+            Error::Corrupt(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
