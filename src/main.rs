@@ -1,1 +1,25 @@
-fn main() {}
+//! `silt`: the one binary. Servers (`dev`, `agent`) and clients (`topics`,
+//! `produce`, `consume`, `bench`). Wires the crates together; nothing else
+//! depends on it.
+
+mod bench;
+mod cli;
+mod client;
+mod server;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SILT_LOG")
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(cli::run(cli))
+}

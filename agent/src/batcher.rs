@@ -1,0 +1,315 @@
+//! The write path: gather records of all topics and partitions, flush one
+//! segment per `flush_interval` or `flush_bytes`, and acknowledge producers
+//! only once their offsets are committed.
+//!
+//! Invariants:
+//! * A producer's reply carries offsets only after (1) its segment object is
+//!   durable in the object store and (2) the metadata transaction assigning
+//!   those offsets has committed. Acknowledged ⇒ durable and readable.
+//! * Within one agent, segments commit in the order they were cut, although
+//!   up to `max_concurrent_flushes` upload at once; so records a producer
+//!   sends after an acknowledgement always get higher offsets, and records of
+//!   one request keep their order.
+//! * Memory is bounded: every buffered byte holds a permit of the agent's
+//!   admission semaphore until its producer has been answered.
+//! * Encoding and compression run on the blocking pool, off the runtime.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use silt_metadata::values::MAX_CHUNKS_PER_SEGMENT;
+use silt_metadata::{ChunkCommit, Metadata, SegmentCommit};
+use silt_segment::segment::{ChunkInfo, SegmentWriter};
+use silt_segment::store::ObjectStorage;
+use silt_segment::{Compression, Record};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::AgentConfig;
+use crate::env::Env;
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::{Error, Result};
+
+/// Holds admitted bytes until the producer is answered.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    pub permit: OwnedSemaphorePermit,
+    pub metrics: Metrics,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.metrics
+            .inflight_bytes
+            .dec_by(self.permit.num_permits() as i64);
+    }
+}
+
+/// One produce request, already partitioned.
+#[derive(Debug)]
+pub(crate) struct Append {
+    pub topic_id: u64,
+    pub topic: Arc<str>,
+    pub compression: Compression,
+    /// `(partition, records)`; a partition appears at most once.
+    pub parts: Vec<(u32, Vec<Record>)>,
+    pub reply: oneshot::Sender<Result<Vec<u64>>>,
+    pub admission: Admission,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    reply: oneshot::Sender<Result<Vec<u64>>>,
+    topic: Arc<str>,
+    bases: Vec<u64>,
+    records: u64,
+    error: Option<Error>,
+    _admission: Admission,
+}
+
+#[derive(Debug, Default)]
+struct Chunk {
+    compression: Compression,
+    records: Vec<Record>,
+    /// `(waiter, part, offset of the part's first record within the chunk)`.
+    parts: Vec<(usize, usize, u32)>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    chunks: BTreeMap<(u64, u32), Chunk>,
+    waiters: Vec<Waiter>,
+    bytes: usize,
+    opened: Option<Instant>,
+}
+
+impl Pending {
+    fn add(&mut self, a: Append) {
+        let w = self.waiters.len();
+        self.bytes += a.admission.permit.num_permits();
+        self.opened.get_or_insert_with(Instant::now);
+        let mut records = 0;
+        let parts = a.parts.len();
+        for (part, (partition, recs)) in a.parts.into_iter().enumerate() {
+            let chunk = self.chunks.entry((a.topic_id, partition)).or_default();
+            chunk.compression = a.compression;
+            chunk.parts.push((w, part, chunk.records.len() as u32));
+            records += recs.len() as u64;
+            chunk.records.extend(recs);
+        }
+        self.waiters.push(Waiter {
+            reply: a.reply,
+            topic: a.topic,
+            bases: vec![0; parts],
+            records,
+            error: None,
+            _admission: a.admission,
+        });
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiters.is_empty()
+    }
+}
+
+/// What every flush needs.
+#[derive(Debug)]
+pub(crate) struct FlushContext {
+    pub config: AgentConfig,
+    pub md: Arc<Metadata>,
+    pub storage: ObjectStorage,
+    pub env: Arc<dyn Env>,
+    pub notifier: Arc<Notifier>,
+    pub metrics: Metrics,
+}
+
+/// Runs the batcher until `shutdown`, then drains: every request already
+/// accepted is flushed and answered before this returns.
+pub(crate) async fn run(
+    ctx: Arc<FlushContext>,
+    mut rx: mpsc::Receiver<Append>,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(ctx.config.max_concurrent_flushes.max(1)));
+    let mut flushes = JoinSet::new();
+    let mut pending = Pending::default();
+    let mut prev_commit: Option<oneshot::Receiver<()>> = None;
+    let mut closing = false;
+    loop {
+        let deadline = pending.opened.map(|t| t + ctx.config.flush_interval);
+        let full = pending.bytes >= ctx.config.flush_bytes
+            || pending.chunks.len() >= MAX_CHUNKS_PER_SEGMENT;
+        let due = !pending.is_empty()
+            && (full || closing || deadline.is_some_and(|d| d <= Instant::now()));
+        if closing && pending.is_empty() && rx.is_closed() && rx.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            slot = slots.clone().acquire_owned(), if due => {
+                let Ok(slot) = slot else { break };
+                let (done_tx, done_rx) = oneshot::channel();
+                let prev = prev_commit.replace(done_rx);
+                let batch = std::mem::take(&mut pending);
+                let span = tracing::info_span!("flush", records = tracing::field::Empty, bytes = batch.bytes);
+                flushes.spawn(flush(ctx.clone(), batch, slot, prev, done_tx).instrument(span));
+            }
+            () = shutdown.cancelled(), if !closing => {
+                closing = true;
+                rx.close();
+            }
+            msg = rx.recv(), if !full && !(closing && rx.is_empty()) => match msg {
+                Some(a) => pending.add(a),
+                None if closing => {}
+                None => { closing = true; }
+            },
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && !due => {}
+            Some(_) = flushes.join_next(), if !flushes.is_empty() => {}
+        }
+    }
+    while flushes.join_next().await.is_some() {}
+}
+
+/// Encodes the pending records into one segment, in (topic, partition) order.
+fn encode(pending: &Pending, batch_target: usize) -> Result<(Vec<u8>, Vec<ChunkInfo>)> {
+    let mut w = SegmentWriter::with_capacity(pending.bytes + pending.bytes / 8);
+    for (&(topic, partition), chunk) in &pending.chunks {
+        w.begin_chunk(topic, partition)?;
+        let mut start = 0;
+        let mut weight = 0;
+        for (i, r) in chunk.records.iter().enumerate() {
+            weight += r.weight();
+            if weight >= batch_target || i + 1 == chunk.records.len() {
+                w.append_batch(&chunk.records[start..=i], chunk.compression)?;
+                start = i + 1;
+                weight = 0;
+            }
+        }
+    }
+    Ok(w.finish())
+}
+
+async fn flush(
+    ctx: Arc<FlushContext>,
+    mut pending: Pending,
+    _slot: OwnedSemaphorePermit,
+    prev: Option<oneshot::Receiver<()>>,
+    done: oneshot::Sender<()>,
+) {
+    let opened = pending.opened.unwrap_or_else(Instant::now);
+    let result = write_and_commit(&ctx, &mut pending, prev).await;
+    drop(done);
+    match result {
+        Ok(()) => {
+            ctx.metrics.segments_flushed.inc();
+            ctx.metrics
+                .flush_seconds
+                .observe(opened.elapsed().as_secs_f64());
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "flush failed; producers get an error");
+            ctx.metrics.flush_failures.inc();
+            for w in &mut pending.waiters {
+                w.error.get_or_insert_with(|| clone_error(&e));
+            }
+        }
+    }
+    for w in pending.waiters {
+        let answer = match w.error {
+            Some(e) => Err(e),
+            None => {
+                ctx.metrics.produce_records.inc_by(w.records);
+                ctx.metrics
+                    .produce_bytes
+                    .inc_by(w._admission.permit.num_permits() as u64);
+                Ok(w.bases)
+            }
+        };
+        let _ = w.reply.send(answer);
+    }
+}
+
+fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::Storage(s) => Error::Storage(s.clone()),
+        Error::Metadata(m) => Error::Metadata(m.clone()),
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+async fn write_and_commit(
+    ctx: &FlushContext,
+    pending: &mut Pending,
+    prev: Option<oneshot::Receiver<()>>,
+) -> Result<()> {
+    let taken = std::mem::take(pending);
+    let target = ctx.config.batch_target_bytes;
+    let (taken, encoded) = tokio::task::spawn_blocking(move || {
+        let r = encode(&taken, target);
+        (taken, r)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("encoder task failed: {e}")))?;
+    *pending = taken;
+    let (bytes, infos) = encoded?;
+    let id = format!(
+        "{:013}-{:016x}",
+        ctx.env.now_ms().max(0),
+        ctx.env.random_u64()
+    );
+    let object = format!("segments/{id}.seg");
+    let size = bytes.len();
+    let put_start = Instant::now();
+    ctx.storage.put(&object, bytes.into()).await?;
+    ctx.metrics
+        .put_seconds
+        .observe(put_start.elapsed().as_secs_f64());
+    ctx.metrics.segment_bytes.inc_by(size as u64);
+    if let Some(prev) = prev {
+        let _ = prev.await; // earlier segments of this agent commit first
+    }
+    let commit = SegmentCommit {
+        segment_id: id,
+        object,
+        committed_ms: ctx.env.now_ms(),
+        chunks: infos
+            .iter()
+            .map(|c| ChunkCommit {
+                topic_id: c.topic_id,
+                partition: c.partition,
+                byte_offset: c.offset,
+                byte_len: c.len,
+                record_count: c.record_count,
+                max_timestamp: c.max_timestamp,
+            })
+            .collect(),
+    };
+    let commit_start = Instant::now();
+    let bases = ctx.md.commit_segment(&commit).await?;
+    ctx.metrics
+        .commit_seconds
+        .observe(commit_start.elapsed().as_secs_f64());
+    tracing::debug!(segment = %commit.object, bytes = size, chunks = infos.len(), "segment committed");
+    for (((topic, partition), chunk), base) in pending.chunks.iter().zip(bases) {
+        match base {
+            Some(base) => {
+                ctx.notifier
+                    .publish(*topic, *partition, base + chunk.records.len() as u64);
+                for &(w, part, rel) in &chunk.parts {
+                    pending.waiters[w].bases[part] = base + u64::from(rel);
+                }
+            }
+            None => {
+                for &(w, _, _) in &chunk.parts {
+                    let waiter = &mut pending.waiters[w];
+                    waiter.error = Some(Error::TopicNotFound(waiter.topic.to_string()));
+                }
+            }
+        }
+    }
+    Ok(())
+}

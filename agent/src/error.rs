@@ -1,0 +1,93 @@
+//! Agent errors: a rich internal enum, and the small [`ErrorKind`] the HTTP
+//! layer maps to problems (in exactly one place, `silt_api::problem`).
+
+use std::time::Duration;
+
+/// Everything a produce, fetch or admin call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("topic {0:?} not found")]
+    TopicNotFound(String),
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("topic {topic:?} has no partition {partition} (it has {partitions})")]
+    PartitionNotFound {
+        topic: String,
+        partition: u32,
+        partitions: u32,
+    },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("offset {offset} is outside the log [{earliest}, {latest}]")]
+    OffsetOutOfRange {
+        offset: u64,
+        earliest: u64,
+        latest: u64,
+    },
+    #[error("too many bytes in flight; retry after {retry_after:?}")]
+    Overloaded { retry_after: Duration },
+    #[error("the agent is shutting down")]
+    ShuttingDown,
+    #[error("object storage: {0}")]
+    Storage(#[source] std::sync::Arc<silt_segment::Error>),
+    #[error("metadata: {0}")]
+    Metadata(#[source] std::sync::Arc<silt_metadata::Error>),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The stable classification of [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    AlreadyExists,
+    InvalidArgument,
+    OffsetOutOfRange,
+    /// Back off and retry: the agent is at its memory bound.
+    Overloaded,
+    /// A dependency (object store, metadata) failed or the agent is stopping;
+    /// retry, possibly on another agent.
+    Unavailable,
+    Internal,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        use silt_metadata::ErrorKind as M;
+        match self {
+            Error::TopicNotFound(_) | Error::PartitionNotFound { .. } => ErrorKind::NotFound,
+            Error::TopicExists(_) => ErrorKind::AlreadyExists,
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
+            Error::Overloaded { .. } => ErrorKind::Overloaded,
+            Error::ShuttingDown | Error::Storage(_) => ErrorKind::Unavailable,
+            Error::Metadata(e) => match e.kind() {
+                M::NotFound => ErrorKind::NotFound,
+                M::AlreadyExists => ErrorKind::AlreadyExists,
+                M::InvalidArgument => ErrorKind::InvalidArgument,
+                M::Unavailable => ErrorKind::Unavailable,
+                M::Internal => ErrorKind::Internal,
+            },
+            Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<silt_metadata::Error> for Error {
+    fn from(e: silt_metadata::Error) -> Self {
+        match e {
+            silt_metadata::Error::TopicNotFound(t) => Error::TopicNotFound(t),
+            silt_metadata::Error::TopicExists(t) => Error::TopicExists(t),
+            silt_metadata::Error::Invalid(m) => Error::InvalidArgument(m),
+            e => Error::Metadata(std::sync::Arc::new(e)),
+        }
+    }
+}
+
+impl From<silt_segment::Error> for Error {
+    fn from(e: silt_segment::Error) -> Self {
+        Error::Storage(std::sync::Arc::new(e))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

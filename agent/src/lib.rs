@@ -1,0 +1,408 @@
+//! Silt's data plane. An [`Agent`] is stateless: everything it knows lives in
+//! the object store and the metadata store, so any agent serves any topic,
+//! partition or consumer, and agents come and go without losing anything.
+//!
+//! * Produce ([`Agent::produce`]): partition, admit (bounded bytes), batch
+//!   with every other request into one segment per flush, PUT, commit
+//!   offsets in one metadata transaction, acknowledge. See [`batcher`].
+//! * Fetch ([`Agent::fetch`]): read the index, ranged-GET chunks through a
+//!   shared cache, long-poll at the high-watermark. See [`reader`], [`notify`].
+
+pub mod batcher;
+pub mod config;
+pub mod env;
+mod error;
+pub mod metrics;
+pub mod notify;
+pub mod partitioner;
+pub mod reader;
+mod topics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use silt_metadata::{CompressionName, Metadata, PartitionState, TopicConfig, TopicInfo};
+use silt_segment::store::ObjectStorage;
+use silt_segment::{Compression, Header, Record};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use config::AgentConfig;
+pub use env::{Env, SystemEnv, TestEnv};
+pub use error::{Error, ErrorKind, Result};
+pub use metrics::Metrics;
+pub use reader::{Limits, StoredRecord};
+
+use batcher::{Admission, Append, FlushContext};
+use notify::Notifier;
+use reader::Reader;
+use topics::TopicCache;
+
+/// A record as a producer sends it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProduceRecord {
+    /// Explicit partition; else chosen from the key, else round-robin.
+    pub partition: Option<u32>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+    /// Milliseconds since the epoch; the agent's clock when absent.
+    pub timestamp: Option<i64>,
+}
+
+/// A fetch request.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchRequest {
+    pub offset: u64,
+    pub limits: Limits,
+    /// Long-poll: at the high-watermark, wait up to this long for records.
+    pub wait: Duration,
+}
+
+/// A fetch answer.
+#[derive(Debug, Clone)]
+pub struct FetchResult {
+    pub records: Vec<StoredRecord>,
+    /// The offset to fetch next.
+    pub next_offset: u64,
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
+}
+
+/// A topic and the state of each partition.
+#[derive(Debug, Clone)]
+pub struct TopicDescription {
+    pub topic: TopicInfo,
+    pub partitions: Vec<PartitionState>,
+}
+
+/// A running agent. Clone freely; [`Agent::shutdown`] stops it.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: AgentConfig,
+    md: Arc<Metadata>,
+    env: Arc<dyn Env>,
+    topics: TopicCache,
+    reader: Reader,
+    notifier: Arc<Notifier>,
+    appends: mpsc::Sender<Append>,
+    admission: Arc<Semaphore>,
+    sticky: partitioner::Sticky,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    batcher: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn compression(c: CompressionName) -> Compression {
+    match c {
+        CompressionName::None => Compression::None,
+        CompressionName::Lz4 => Compression::Lz4,
+        CompressionName::Zstd => Compression::Zstd,
+    }
+}
+
+impl Agent {
+    /// Starts an agent (its batcher task) on the current tokio runtime.
+    pub fn start(
+        config: AgentConfig,
+        md: Arc<Metadata>,
+        storage: ObjectStorage,
+        env: Arc<dyn Env>,
+        metrics: Metrics,
+    ) -> Self {
+        let shutdown = CancellationToken::new();
+        let notifier = Notifier::new(md.clone(), shutdown.clone());
+        let (appends, rx) = mpsc::channel(1024);
+        let ctx = Arc::new(FlushContext {
+            config: config.clone(),
+            md: md.clone(),
+            storage: storage.clone(),
+            env: env.clone(),
+            notifier: notifier.clone(),
+            metrics: metrics.clone(),
+        });
+        let batcher = tokio::spawn(batcher::run(ctx, rx, shutdown.clone()));
+        let inner = Inner {
+            topics: TopicCache::new(md.clone(), config.topic_cache_ttl),
+            reader: Reader::new(
+                md.clone(),
+                storage,
+                config.cache_bytes,
+                metrics.clone(),
+                config.max_decompressed_batch,
+            ),
+            admission: Arc::new(Semaphore::new(
+                config.max_inflight_bytes.min(Semaphore::MAX_PERMITS),
+            )),
+            sticky: partitioner::Sticky::new(env.random_u64() as u32),
+            config,
+            md,
+            env,
+            notifier,
+            appends,
+            metrics,
+            shutdown,
+            batcher: Mutex::new(Some(batcher)),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.inner.config
+    }
+
+    /// Stops accepting produce requests, flushes and answers every accepted
+    /// one, and wakes long-polling fetches. Idempotent.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let task = self.inner.batcher.lock().take();
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "batcher task failed");
+            }
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+    ) -> Result<TopicInfo> {
+        let env = &self.inner.env;
+        let t = self
+            .inner
+            .md
+            .create_topic(name, partitions, config, env.now_ms(), env.random_u64())
+            .await?;
+        self.inner.topics.invalidate(name);
+        Ok(t)
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        self.inner.md.delete_topic(name).await?;
+        self.inner.topics.invalidate(name);
+        Ok(())
+    }
+
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
+        Ok(self.inner.md.list_topics().await?)
+    }
+
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let topic = self
+            .inner
+            .md
+            .topic(name)
+            .await?
+            .ok_or_else(|| Error::TopicNotFound(name.to_owned()))?;
+        let partitions = self.inner.md.partition_states(topic.id).await?;
+        Ok(TopicDescription { topic, partitions })
+    }
+
+    async fn partition_of(&self, topic: &str, partition: u32) -> Result<Arc<TopicInfo>> {
+        let t = self.inner.topics.get(topic).await?;
+        if partition >= t.partitions {
+            return Err(Error::PartitionNotFound {
+                topic: topic.to_owned(),
+                partition,
+                partitions: t.partitions,
+            });
+        }
+        Ok(t)
+    }
+
+    /// The earliest and latest offsets of a partition.
+    pub async fn offsets(&self, topic: &str, partition: u32) -> Result<PartitionState> {
+        let t = self.partition_of(topic, partition).await?;
+        match self.inner.md.partition_state(t.id, partition).await? {
+            Some(s) => Ok(s),
+            None => {
+                self.inner.topics.invalidate(topic);
+                Err(Error::TopicNotFound(topic.to_owned()))
+            }
+        }
+    }
+
+    /// Appends records; returns `(partition, offset)` per record, in request
+    /// order, once they are durable and visible.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+    ) -> Result<Vec<(u32, u64)>> {
+        let inner = &self.inner;
+        if inner.shutdown.is_cancelled() {
+            inner
+                .metrics
+                .produce_rejected
+                .get_or_create(&vec![("reason".into(), "shutting_down".into())])
+                .inc();
+            return Err(Error::ShuttingDown);
+        }
+        if records.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a produce request needs at least one record".into(),
+            ));
+        }
+        let t = inner.topics.get(topic).await?;
+        let now = inner.env.now_ms();
+        let mut sticky = None;
+        let mut parts: Vec<(u32, Vec<Record>)> = Vec::new();
+        let mut placement = Vec::with_capacity(records.len());
+        let mut weight = 0;
+        for r in records {
+            let p = match (r.partition, &r.key) {
+                (Some(p), _) if p >= t.partitions => {
+                    return Err(Error::PartitionNotFound {
+                        topic: topic.to_owned(),
+                        partition: p,
+                        partitions: t.partitions,
+                    });
+                }
+                (Some(p), _) => p,
+                (None, Some(k)) => partitioner::partition_for_key(k, t.partitions),
+                (None, None) => *sticky.get_or_insert_with(|| inner.sticky.next(t.partitions)),
+            };
+            let record = Record {
+                timestamp: r.timestamp.unwrap_or(now),
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+            };
+            weight += record.weight();
+            let i = match parts.iter().position(|(q, _)| *q == p) {
+                Some(i) => i,
+                None => {
+                    parts.push((p, Vec::new()));
+                    parts.len() - 1
+                }
+            };
+            placement.push((i, parts[i].1.len() as u64));
+            parts[i].1.push(record);
+        }
+        let admitted = u32::try_from(weight).ok().and_then(|w| {
+            inner
+                .admission
+                .clone()
+                .try_acquire_many_owned(w.max(1))
+                .ok()
+        });
+        let Some(permit) = admitted else {
+            inner
+                .metrics
+                .produce_rejected
+                .get_or_create(&vec![("reason".into(), "overloaded".into())])
+                .inc();
+            return Err(Error::Overloaded {
+                retry_after: inner.config.flush_interval.max(Duration::from_millis(100)) * 2,
+            });
+        };
+        inner
+            .metrics
+            .inflight_bytes
+            .inc_by(permit.num_permits() as i64);
+        let admission = Admission {
+            permit,
+            metrics: inner.metrics.clone(),
+        };
+        let partitions: Vec<u32> = parts.iter().map(|(p, _)| *p).collect();
+        let (reply, answer) = oneshot::channel();
+        let append = Append {
+            topic_id: t.id,
+            topic: t.name.as_str().into(),
+            compression: compression(t.config.compression),
+            parts,
+            reply,
+            admission,
+        };
+        inner
+            .appends
+            .send(append)
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        let bases = match answer.await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                if matches!(e, Error::TopicNotFound(_)) {
+                    inner.topics.invalidate(topic);
+                }
+                return Err(e);
+            }
+            Err(_) => return Err(Error::Internal("the batcher dropped a request".into())),
+        };
+        Ok(placement
+            .into_iter()
+            .map(|(i, k)| (partitions[i], bases[i] + k))
+            .collect())
+    }
+
+    /// Reads records from `offset`, long-polling at the high-watermark.
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        req: FetchRequest,
+    ) -> Result<FetchResult> {
+        let inner = &self.inner;
+        let t = self.partition_of(topic, partition).await?;
+        let deadline = Instant::now() + req.wait;
+        let mut changes = None;
+        loop {
+            let Some((state, records)) = inner
+                .reader
+                .read(t.id, partition, req.offset, req.limits)
+                .await?
+            else {
+                inner.topics.invalidate(topic);
+                return Err(Error::TopicNotFound(topic.to_owned()));
+            };
+            if req.offset < state.log_start_offset || req.offset > state.high_watermark {
+                return Err(Error::OffsetOutOfRange {
+                    offset: req.offset,
+                    earliest: state.log_start_offset,
+                    latest: state.high_watermark,
+                });
+            }
+            let waiting = records.is_empty()
+                && req.offset == state.high_watermark
+                && Instant::now() < deadline
+                && !inner.shutdown.is_cancelled();
+            if !waiting {
+                let next_offset = records.last().map_or(req.offset, |r| r.offset + 1);
+                return Ok(FetchResult {
+                    records,
+                    next_offset,
+                    high_watermark: state.high_watermark,
+                    log_start_offset: state.log_start_offset,
+                });
+            }
+            match &mut changes {
+                // Subscribe, then read again: no commit can fall in between.
+                None => changes = Some(inner.notifier.subscribe(t.id, partition)),
+                Some(rx) => {
+                    tokio::select! {
+                        _ = rx.changed() => {}
+                        () = tokio::time::sleep_until(deadline) => {}
+                        () = inner.shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+}

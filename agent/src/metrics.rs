@@ -1,0 +1,111 @@
+//! Prometheus metrics of the data plane, registered into the process
+//! registry that `/metrics` encodes.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Data-plane metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub produce_records: Counter,
+    pub produce_bytes: Counter,
+    /// By reason: `overloaded`, `shutting_down`.
+    pub produce_rejected: Family<Vec<(String, String)>, Counter>,
+    pub inflight_bytes: Gauge,
+    pub segments_flushed: Counter,
+    pub segment_bytes: Counter,
+    pub flush_failures: Counter,
+    /// Seconds from the first record buffered to offsets committed.
+    pub flush_seconds: Histogram,
+    pub put_seconds: Histogram,
+    pub commit_seconds: Histogram,
+    pub fetch_records: Counter,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+}
+
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Metrics {
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Self {
+            produce_records: Counter::default(),
+            produce_bytes: Counter::default(),
+            produce_rejected: Family::default(),
+            inflight_bytes: Gauge::default(),
+            segments_flushed: Counter::default(),
+            segment_bytes: Counter::default(),
+            flush_failures: Counter::default(),
+            flush_seconds: latency(),
+            put_seconds: latency(),
+            commit_seconds: latency(),
+            fetch_records: Counter::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+        };
+        let r = registry.sub_registry_with_prefix("silt");
+        r.register(
+            "produce_records",
+            "Records acknowledged to producers",
+            m.produce_records.clone(),
+        );
+        r.register(
+            "produce_bytes",
+            "Record bytes acknowledged to producers",
+            m.produce_bytes.clone(),
+        );
+        r.register(
+            "produce_rejected",
+            "Produce requests refused, by reason",
+            m.produce_rejected.clone(),
+        );
+        r.register(
+            "inflight_bytes",
+            "Produced bytes buffered or being flushed",
+            m.inflight_bytes.clone(),
+        );
+        r.register(
+            "segments_flushed",
+            "Segment objects written and committed",
+            m.segments_flushed.clone(),
+        );
+        r.register(
+            "segment_bytes",
+            "Bytes of segment objects written",
+            m.segment_bytes.clone(),
+        );
+        r.register(
+            "flush_failures",
+            "Flushes that failed (producers got an error)",
+            m.flush_failures.clone(),
+        );
+        r.register(
+            "flush_seconds",
+            "First buffered record to offsets committed",
+            m.flush_seconds.clone(),
+        );
+        r.register("put_seconds", "Segment PUT latency", m.put_seconds.clone());
+        r.register(
+            "commit_seconds",
+            "Offset-assigning metadata commit latency",
+            m.commit_seconds.clone(),
+        );
+        r.register(
+            "fetch_records",
+            "Records returned to consumers",
+            m.fetch_records.clone(),
+        );
+        r.register("cache_hits", "Read-cache hits", m.cache_hits.clone());
+        r.register(
+            "cache_misses",
+            "Read-cache misses (ranged GETs)",
+            m.cache_misses.clone(),
+        );
+        m
+    }
+}

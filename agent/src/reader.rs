@@ -1,0 +1,135 @@
+//! The read path: one metadata read finds the index entries covering the
+//! requested offset; chunks come from a byte-bounded cache shared by every
+//! reader of this agent, or from one ranged GET each on a miss (concurrent
+//! misses on the same chunk share one GET).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+use silt_metadata::{IndexEntry, Metadata, PartitionState};
+use silt_segment::Record;
+use silt_segment::store::ObjectStorage;
+
+use crate::Result;
+use crate::metrics::Metrics;
+
+/// Index entries read per fetch.
+const PLAN_ENTRIES: usize = 32;
+
+type ChunkKey = (Arc<str>, u64, u32);
+
+#[derive(Debug, Clone, Copy)]
+struct ByteWeight;
+
+impl Weighter<ChunkKey, Bytes> for ByteWeight {
+    fn weight(&self, key: &ChunkKey, val: &Bytes) -> u64 {
+        (val.len() + key.0.len() + 64) as u64
+    }
+}
+
+/// What one fetch may return.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_records: usize,
+    /// Soft: at least one record is returned even if it alone is larger, so
+    /// a consumer can never get stuck behind a big record.
+    pub max_bytes: usize,
+}
+
+/// A record read back, with its offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub offset: u64,
+    pub record: Record,
+}
+
+#[derive(Debug)]
+pub(crate) struct Reader {
+    md: Arc<Metadata>,
+    storage: ObjectStorage,
+    cache: Cache<ChunkKey, Bytes, ByteWeight>,
+    metrics: Metrics,
+    max_decompressed: usize,
+}
+
+impl Reader {
+    pub fn new(
+        md: Arc<Metadata>,
+        storage: ObjectStorage,
+        cache_bytes: usize,
+        metrics: Metrics,
+        max_decompressed: usize,
+    ) -> Self {
+        let items = (cache_bytes / (256 << 10)).max(16);
+        Self {
+            md,
+            storage,
+            cache: Cache::with_weighter(items, cache_bytes as u64, ByteWeight),
+            metrics,
+            max_decompressed,
+        }
+    }
+
+    /// Reads from `offset`; `None` if the partition does not exist. Returns
+    /// no records when `offset` is outside `[log_start, high_watermark)`.
+    pub async fn read(
+        &self,
+        topic_id: u64,
+        partition: u32,
+        offset: u64,
+        limits: Limits,
+    ) -> Result<Option<(PartitionState, Vec<StoredRecord>)>> {
+        let Some(plan) = self
+            .md
+            .read_plan(topic_id, partition, offset, PLAN_ENTRIES)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut next = offset;
+        for (base, entry) in &plan.entries {
+            if out.len() >= limits.max_records || (bytes >= limits.max_bytes && !out.is_empty()) {
+                break;
+            }
+            let chunk = self.chunk(entry).await?;
+            silt_segment::batch::decode_chunk(
+                &chunk,
+                *base,
+                next,
+                self.max_decompressed,
+                |off, record| {
+                    bytes += record.weight();
+                    out.push(StoredRecord {
+                        offset: off,
+                        record,
+                    });
+                    next = off + 1;
+                    out.len() < limits.max_records && bytes < limits.max_bytes
+                },
+            )?;
+        }
+        self.metrics.fetch_records.inc_by(out.len() as u64);
+        Ok(Some((plan.state, out)))
+    }
+
+    async fn chunk(&self, e: &IndexEntry) -> Result<Bytes> {
+        let key: ChunkKey = (e.object.as_str().into(), e.byte_offset, e.byte_len);
+        match self.cache.get_value_or_guard_async(&key).await {
+            Ok(bytes) => {
+                self.metrics.cache_hits.inc();
+                Ok(bytes)
+            }
+            Err(guard) => {
+                self.metrics.cache_misses.inc();
+                let range = e.byte_offset..e.byte_offset + u64::from(e.byte_len);
+                let bytes = self.storage.get_range(&e.object, range).await?;
+                let _ = guard.insert(bytes.clone());
+                Ok(bytes)
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Extractors whose rejections are problems, so that malformed input never
+//! gets a plain-text answer or leaks parser internals beyond a short detail.
+
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{StatusCode, header, request::Parts};
+use serde::de::DeserializeOwned;
+
+use crate::problem::Problem;
+
+/// JSON body: `Content-Type` must be JSON (or absent), size is bounded by the
+/// router's body limit (413), syntax errors are `invalid_json`, shape errors
+/// `invalid_request`.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+            let essence = ct.split(';').next().unwrap_or_default().trim();
+            if essence != "application/json" && !essence.ends_with("+json") {
+                return Err(Problem::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    format!("expected Content-Type application/json, got {essence:?}"),
+                ));
+            }
+        }
+        let bytes = bytes::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| match e {
+                BytesRejection::FailedToBufferBody(f)
+                    if f.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+                {
+                    Problem::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        "the request body exceeds the limit (see --max-request-bytes)",
+                    )
+                }
+                other => Problem::bad_request("invalid_body", other.body_text()),
+            })?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error(&mut de) {
+            Ok(v) => Ok(Json(v)),
+            Err(e) if e.is_syntax() || e.is_eof() => {
+                Err(Problem::bad_request("invalid_json", e.to_string()))
+            }
+            Err(e) => Err(Problem::bad_request("invalid_request", e.to_string())),
+        }
+    }
+}
+
+fn serde_path_to_error<T: DeserializeOwned>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
+) -> serde_json::Result<T> {
+    let v = T::deserialize(&mut *de)?;
+    de.end()?;
+    Ok(v)
+}
+
+/// Query string, rejections as `invalid_query`.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e: QueryRejection| Problem::bad_request("invalid_query", e.body_text()))
+    }
+}
+
+/// Path parameters, rejections as `invalid_path` (e.g. a partition that is
+/// not a non-negative integer).
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e: PathRejection| Problem::bad_request("invalid_path", e.body_text()))
+    }
+}

@@ -1,0 +1,103 @@
+//! Silt's HTTP API. [`app`] builds the whole router; the binary serves it and
+//! tests drive it with `tower::ServiceExt::oneshot`.
+//!
+//! Every error is an RFC 9457 problem with a stable `code` ([`problem`]);
+//! every body, batch and wait has a documented bound ([`ApiConfig`]).
+
+pub mod extract;
+mod metrics;
+pub mod problem;
+mod routes;
+pub mod types;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use prometheus_client::registry::Registry;
+use silt_agent::Agent;
+
+pub use metrics::HttpMetrics;
+
+/// Bounds on requests. Each limit is enforced with a clear problem answer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body (413 `payload_too_large` beyond).
+    pub max_request_bytes: usize,
+    /// Most records in one produce request (413 `too_many_records`).
+    pub max_records_per_request: usize,
+    /// Largest record: key + value + headers (413 `record_too_large`).
+    pub max_record_bytes: usize,
+    /// Most headers on one record.
+    pub max_headers: usize,
+    /// Default and maximum `max_records` of a fetch.
+    pub default_fetch_records: usize,
+    pub max_fetch_records: usize,
+    /// Default and maximum `max_bytes` of a fetch.
+    pub default_fetch_bytes: usize,
+    pub max_fetch_bytes: usize,
+    /// Maximum `wait_ms` of a long-poll.
+    pub max_wait: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 8 << 20,
+            max_records_per_request: 10_000,
+            max_record_bytes: 1 << 20,
+            max_headers: 64,
+            default_fetch_records: 500,
+            max_fetch_records: 10_000,
+            default_fetch_bytes: 1 << 20,
+            max_fetch_bytes: 16 << 20,
+            max_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub agent: Agent,
+    pub config: Arc<ApiConfig>,
+    pub registry: Arc<Registry>,
+    pub http: HttpMetrics,
+}
+
+/// The whole API.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config.max_request_bytes;
+    Router::new()
+        .route("/healthz", get(routes::meta::healthz))
+        .route("/metrics", get(routes::meta::metrics))
+        .route("/v1/openapi.json", get(routes::meta::openapi))
+        .route(
+            "/v1/topics",
+            post(routes::topics::create).get(routes::topics::list),
+        )
+        .route(
+            "/v1/topics/{topic}",
+            get(routes::topics::describe).delete(routes::topics::delete),
+        )
+        .route("/v1/topics/{topic}/records", post(routes::records::produce))
+        .route(
+            "/v1/topics/{topic}/partitions/{partition}/records",
+            post(routes::records::produce_to_partition).get(routes::records::fetch),
+        )
+        .route(
+            "/v1/topics/{topic}/partitions/{partition}/offsets",
+            get(routes::records::offsets),
+        )
+        .fallback(routes::meta::not_found)
+        .method_not_allowed_fallback(routes::meta::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

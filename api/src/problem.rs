@@ -1,0 +1,125 @@
+//! Errors as RFC 9457 problems (`application/problem+json`), plus a stable
+//! machine `code` and `retriable`. This is the ONE place where errors become
+//! HTTP answers; handlers only return [`Problem`] or `silt_agent::Error`.
+//! Internal details (store paths, backend messages) are logged, never sent.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use silt_agent::{Error, ErrorKind};
+
+/// A problem answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    pub code: &'static str,
+    pub retriable: bool,
+    #[serde(skip)]
+    pub retry_after: Option<Duration>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            type_uri: format!("urn:silt:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code,
+            retriable: matches!(status.as_u16(), 429 | 503),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    pub fn retry_after(mut self, d: Duration) -> Self {
+        self.retry_after = Some(d);
+        self
+    }
+}
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Self {
+        let detail = e.to_string();
+        match (&e, e.kind()) {
+            (Error::TopicNotFound(_), _) => {
+                Problem::new(StatusCode::NOT_FOUND, "topic_not_found", detail)
+            }
+            (Error::PartitionNotFound { .. }, _) => {
+                Problem::new(StatusCode::NOT_FOUND, "partition_not_found", detail)
+            }
+            (Error::TopicExists(_), _) => {
+                Problem::new(StatusCode::CONFLICT, "topic_exists", detail)
+            }
+            (Error::OffsetOutOfRange { .. }, _) => Problem::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "offset_out_of_range",
+                detail,
+            ),
+            (Error::Overloaded { retry_after }, _) => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", detail)
+                    .retry_after(*retry_after)
+            }
+            (Error::ShuttingDown, _) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", detail)
+                    .retry_after(Duration::from_secs(1))
+            }
+            (_, ErrorKind::InvalidArgument) => Problem::bad_request("invalid_argument", detail),
+            (_, ErrorKind::NotFound) => Problem::new(StatusCode::NOT_FOUND, "not_found", detail),
+            (_, ErrorKind::AlreadyExists) => {
+                Problem::new(StatusCode::CONFLICT, "already_exists", detail)
+            }
+            (_, ErrorKind::Unavailable | ErrorKind::Overloaded | ErrorKind::OffsetOutOfRange) => {
+                tracing::warn!(error = %e, "dependency unavailable");
+                let what = match e {
+                    Error::Storage(_) => "object storage",
+                    _ => "metadata store",
+                };
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("the {what} is unavailable; retry"),
+                )
+                .retry_after(Duration::from_secs(1))
+            }
+            (_, ErrorKind::Internal) => {
+                tracing::error!(error = %e, "internal error");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the agent's logs",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut res = (status, body).into_response();
+        let h = res.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(d) = self.retry_after {
+            let secs = d.as_secs_f64().ceil().max(1.0) as u64;
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+/// Handlers return this; `?` converts agent errors.
+pub type ApiResult<T> = Result<T, Problem>;

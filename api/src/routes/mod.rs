@@ -1,0 +1,3 @@
+pub mod meta;
+pub mod records;
+pub mod topics;

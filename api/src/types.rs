@@ -1,0 +1,273 @@
+//! The JSON shapes of the API and the key/value encodings.
+//!
+//! Keys, values and header values travel as JSON strings. With
+//! `encoding=utf8` (the default) a string is stored as its UTF-8 bytes and
+//! read back as the same string; with `encoding=base64` (standard alphabet,
+//! padded) it carries arbitrary bytes. `null` is a null key, a tombstone
+//! value, or a null header value.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use silt_agent::{ProduceRecord, StoredRecord};
+use silt_metadata::{PartitionState, TopicConfig, TopicInfo};
+use silt_segment::Header;
+
+use crate::problem::Problem;
+
+/// How keys and values are written in JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    #[default]
+    Utf8,
+    Base64,
+}
+
+impl Encoding {
+    fn decode(self, s: Option<String>, what: &str, index: usize) -> Result<Option<Bytes>, Problem> {
+        let Some(s) = s else { return Ok(None) };
+        match self {
+            Encoding::Utf8 => Ok(Some(Bytes::from(s))),
+            Encoding::Base64 => STANDARD
+                .decode(s.as_bytes())
+                .map(|b| Some(Bytes::from(b)))
+                .map_err(|e| {
+                    Problem::bad_request(
+                        "invalid_base64",
+                        format!("records[{index}].{what} is not valid base64: {e}"),
+                    )
+                }),
+        }
+    }
+
+    fn encode(self, b: Option<&Bytes>, offset: u64) -> Result<Option<String>, Problem> {
+        let Some(b) = b else { return Ok(None) };
+        match self {
+            Encoding::Base64 => Ok(Some(STANDARD.encode(b))),
+            Encoding::Utf8 => match std::str::from_utf8(b) {
+                Ok(s) => Ok(Some(s.to_owned())),
+                Err(_) => Err(Problem::new(
+                    http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "not_utf8",
+                    format!(
+                        "the record at offset {offset} holds bytes that are not UTF-8; fetch with ?encoding=base64"
+                    ),
+                )),
+            },
+        }
+    }
+}
+
+/// `?encoding=` on produce.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncodingQuery {
+    #[serde(default)]
+    pub encoding: Encoding,
+}
+
+/// A field that must be present but may be `null`.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct Nullable(pub Option<String>);
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HeaderJson {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordIn {
+    #[serde(default)]
+    pub key: Option<String>,
+    pub value: Nullable,
+    #[serde(default)]
+    pub partition: Option<u32>,
+    #[serde(default)]
+    pub headers: Vec<HeaderJson>,
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProduceBody {
+    pub records: Vec<RecordIn>,
+}
+
+/// Per-request limits on produce bodies.
+#[derive(Debug, Clone, Copy)]
+pub struct ProduceLimits {
+    pub max_records: usize,
+    pub max_record_bytes: usize,
+    pub max_headers: usize,
+}
+
+impl RecordIn {
+    pub fn into_record(
+        self,
+        enc: Encoding,
+        i: usize,
+        limits: &ProduceLimits,
+    ) -> Result<ProduceRecord, Problem> {
+        if self.headers.len() > limits.max_headers {
+            return Err(Problem::bad_request(
+                "too_many_headers",
+                format!(
+                    "records[{i}] has {} headers; the limit is {}",
+                    self.headers.len(),
+                    limits.max_headers
+                ),
+            ));
+        }
+        let headers = self
+            .headers
+            .into_iter()
+            .map(|h| {
+                Ok(Header {
+                    key: h.key,
+                    value: enc.decode(h.value, "headers.value", i)?,
+                })
+            })
+            .collect::<Result<Vec<_>, Problem>>()?;
+        let r = ProduceRecord {
+            partition: self.partition,
+            key: enc.decode(self.key, "key", i)?,
+            value: enc.decode(self.value.0, "value", i)?,
+            headers,
+            timestamp: self.timestamp,
+        };
+        let size = r.key.as_ref().map_or(0, Bytes::len)
+            + r.value.as_ref().map_or(0, Bytes::len)
+            + r.headers
+                .iter()
+                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Bytes::len))
+                .sum::<usize>();
+        if size > limits.max_record_bytes {
+            return Err(Problem::new(
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                "record_too_large",
+                format!(
+                    "records[{i}] is {size} bytes; the limit is {}",
+                    limits.max_record_bytes
+                ),
+            ));
+        }
+        Ok(r)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OffsetOut {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProduceResponse {
+    pub offsets: Vec<OffsetOut>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecordOut {
+    pub partition: u32,
+    pub offset: u64,
+    pub timestamp: i64,
+    pub key: Option<String>,
+    pub value: Option<String>,
+    pub headers: Vec<HeaderJson>,
+}
+
+impl RecordOut {
+    pub fn new(partition: u32, r: StoredRecord, enc: Encoding) -> Result<Self, Problem> {
+        let off = r.offset;
+        Ok(Self {
+            partition,
+            offset: off,
+            timestamp: r.record.timestamp,
+            key: enc.encode(r.record.key.as_ref(), off)?,
+            value: enc.encode(r.record.value.as_ref(), off)?,
+            headers: r
+                .record
+                .headers
+                .into_iter()
+                .map(|h| {
+                    Ok(HeaderJson {
+                        key: h.key,
+                        value: enc.encode(h.value.as_ref(), off)?,
+                    })
+                })
+                .collect::<Result<_, Problem>>()?,
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct FetchResponse {
+    pub records: Vec<RecordOut>,
+    pub next_offset: u64,
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopic {
+    pub name: String,
+    pub partitions: u32,
+    #[serde(default)]
+    pub config: TopicConfig,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PartitionOut {
+    pub partition: u32,
+    pub log_start_offset: u64,
+    pub high_watermark: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TopicOut {
+    pub name: String,
+    pub partitions: u32,
+    pub config: TopicConfig,
+    pub created_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition_states: Option<Vec<PartitionOut>>,
+}
+
+impl TopicOut {
+    pub fn new(t: TopicInfo, states: Option<Vec<PartitionState>>) -> Self {
+        Self {
+            name: t.name,
+            partitions: t.partitions,
+            config: t.config,
+            created_ms: t.created_ms,
+            partition_states: states.map(|s| {
+                s.into_iter()
+                    .enumerate()
+                    .map(|(p, s)| PartitionOut {
+                        partition: p as u32,
+                        log_start_offset: s.log_start_offset,
+                        high_watermark: s.high_watermark,
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TopicList {
+    pub topics: Vec<TopicOut>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OffsetsOut {
+    pub earliest_offset: u64,
+    pub latest_offset: u64,
+}

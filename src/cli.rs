@@ -1,0 +1,169 @@
+//! Command-line interface. Every server flag can also be set from the
+//! environment (`SILT_*`), which is how the container deployment passes it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use silt_agent::AgentConfig;
+use silt_api::ApiConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "silt",
+    version,
+    about = "A Kafka-style log on object storage, with stateless agents"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an agent on the embedded defaults: SQLite metadata and a local
+    /// object directory under --data-dir. Zero set-up.
+    Dev(DevArgs),
+    /// Run a stateless agent against shared metadata and object storage.
+    Agent(AgentArgs),
+    /// Manage topics.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Produce lines from stdin, one record per line.
+    Produce(crate::client::ProduceArgs),
+    /// Print records, one per line.
+    Consume(crate::client::ConsumeArgs),
+    /// Measure produce and consume throughput and latency.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// none, lz4 or zstd.
+        #[arg(long)]
+        compression: Option<String>,
+        #[arg(long)]
+        retention_ms: Option<u64>,
+    },
+    List,
+    Describe {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Agent base URL.
+    #[arg(
+        long,
+        env = "SILT_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Directory holding metadata (meta.db) and objects (objects/).
+    #[arg(long, env = "SILT_DATA_DIR", default_value = "silt-data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the chosen address is
+    /// printed on stdout).
+    #[arg(long, env = "SILT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Keep segments elsewhere than <data-dir>/objects, e.g. s3://bucket/prefix.
+    #[arg(long, env = "SILT_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    #[command(flatten)]
+    pub tuning: Tuning,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Object store URL: file:///dir, s3://bucket/prefix or memory://.
+    #[arg(long, env = "SILT_OBJECT_STORE")]
+    pub object_store: String,
+    /// Metadata URL: fdb:[//cluster-file] or sqlite:///path/meta.db.
+    #[arg(long, env = "SILT_METADATA")]
+    pub metadata: String,
+    #[arg(long, env = "SILT_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub tuning: Tuning,
+}
+
+/// Tuning shared by every server command; see `AgentConfig` and `ApiConfig`
+/// for what each trades off.
+#[derive(Debug, Clone, Args)]
+pub struct Tuning {
+    /// Longest a record waits before its segment is flushed.
+    #[arg(long, env = "SILT_FLUSH_INTERVAL_MS", default_value_t = 20)]
+    pub flush_interval_ms: u64,
+    /// Flush once this many bytes are buffered.
+    #[arg(long, env = "SILT_FLUSH_BYTES", default_value_t = 8 << 20)]
+    pub flush_bytes: usize,
+    /// Segments uploading at once.
+    #[arg(long, env = "SILT_MAX_CONCURRENT_FLUSHES", default_value_t = 4)]
+    pub max_concurrent_flushes: usize,
+    /// Produced bytes held in memory before produce answers 429.
+    #[arg(long, env = "SILT_MAX_INFLIGHT_BYTES", default_value_t = 256 << 20)]
+    pub max_inflight_bytes: usize,
+    /// Read-cache size in bytes.
+    #[arg(long, env = "SILT_CACHE_BYTES", default_value_t = 256 << 20)]
+    pub cache_bytes: usize,
+    /// Largest request body in bytes.
+    #[arg(long, env = "SILT_MAX_REQUEST_BYTES", default_value_t = 8 << 20)]
+    pub max_request_bytes: usize,
+    /// On SIGTERM/ctrl-c, how long to wait for in-flight work before exiting.
+    #[arg(long, env = "SILT_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Tuning {
+    pub fn agent_config(&self) -> anyhow::Result<AgentConfig> {
+        anyhow::ensure!(self.flush_bytes > 0, "--flush-bytes must be positive");
+        anyhow::ensure!(
+            self.max_inflight_bytes >= self.max_request_bytes,
+            "--max-inflight-bytes must be at least --max-request-bytes, or large requests could never be admitted"
+        );
+        Ok(AgentConfig {
+            flush_interval: Duration::from_millis(self.flush_interval_ms),
+            flush_bytes: self.flush_bytes,
+            max_concurrent_flushes: self.max_concurrent_flushes.max(1),
+            max_inflight_bytes: self.max_inflight_bytes,
+            cache_bytes: self.cache_bytes,
+            ..AgentConfig::default()
+        })
+    }
+
+    pub fn api_config(&self) -> ApiConfig {
+        ApiConfig {
+            max_request_bytes: self.max_request_bytes,
+            ..ApiConfig::default()
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Dev(a) => crate::server::dev(a).await,
+        Command::Agent(a) => crate::server::agent(a).await,
+        Command::Topics { command, client } => crate::client::topics(&client, command).await,
+        Command::Produce(a) => crate::client::produce(a).await,
+        Command::Consume(a) => crate::client::consume(a).await,
+        Command::Bench(a) => crate::bench::run(a).await,
+    }
+}

@@ -1,0 +1,239 @@
+//! Client commands: thin wrappers over the HTTP API.
+
+use std::io::{BufRead, Write};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::cli::{ClientArgs, TopicsCommand};
+
+/// A JSON HTTP client that turns problem answers into readable errors.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let res = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = res.status();
+        let body = res.bytes().await?;
+        if !status.is_success() {
+            let p: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            bail!(
+                "{status}: {} ({})",
+                p["detail"].as_str().unwrap_or("no detail"),
+                p["code"].as_str().unwrap_or("?")
+            );
+        }
+        Ok(if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body)?
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub async fn topics(c: &ClientArgs, cmd: TopicsCommand) -> anyhow::Result<()> {
+    let client = Client::new(&c.url);
+    let v = match cmd {
+        TopicsCommand::Create {
+            name,
+            partitions,
+            compression,
+            retention_ms,
+        } => {
+            let mut config = serde_json::Map::new();
+            if let Some(c) = compression {
+                config.insert("compression".into(), json!(c));
+            }
+            if let Some(r) = retention_ms {
+                config.insert("retention_ms".into(), json!(r));
+            }
+            client
+                .post(
+                    "/v1/topics",
+                    &json!({"name": name, "partitions": partitions, "config": config}),
+                )
+                .await?
+        }
+        TopicsCommand::List => client.get("/v1/topics").await?,
+        TopicsCommand::Describe { name } => client.get(&format!("/v1/topics/{name}")).await?,
+        TopicsCommand::Delete { name } => {
+            client
+                .send(
+                    client
+                        .http
+                        .delete(client.url(&format!("/v1/topics/{name}"))),
+                )
+                .await?;
+            json!({"deleted": name})
+        }
+    };
+    print_json(&v)
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    pub topic: String,
+    /// Send every record to this partition (default: by key, else round-robin).
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Split each line at the first occurrence of this separator into key and value.
+    #[arg(long)]
+    pub key_separator: Option<String>,
+    /// Lines per request.
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn produce(a: ProduceArgs) -> anyhow::Result<()> {
+    let client = Client::new(&a.client.url);
+    let path = match a.partition {
+        Some(p) => format!("/v1/topics/{}/partitions/{p}/records", a.topic),
+        None => format!("/v1/topics/{}/records", a.topic),
+    };
+    let stdin = std::io::stdin();
+    let mut batch = Vec::new();
+    let mut total = 0usize;
+    let mut lines = stdin.lock().lines();
+    loop {
+        let line = lines.next().transpose()?;
+        if let Some(line) = &line {
+            let rec = match a.key_separator.as_deref().and_then(|s| line.split_once(s)) {
+                Some((k, v)) => json!({"key": k, "value": v}),
+                None => json!({"value": line}),
+            };
+            batch.push(rec);
+        }
+        if !batch.is_empty() && (batch.len() >= a.batch || line.is_none()) {
+            let n = batch.len();
+            client
+                .post(&path, &json!({"records": std::mem::take(&mut batch)}))
+                .await?;
+            total += n;
+        }
+        if line.is_none() {
+            break;
+        }
+    }
+    tracing::info!(records = total, topic = %a.topic, "produced");
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    pub topic: String,
+    /// Read only this partition (default: all).
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Start here (requires --partition).
+    #[arg(long, requires = "partition", conflicts_with = "from_beginning")]
+    pub offset: Option<u64>,
+    /// Start at the earliest offset (default: only new records).
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Stop once caught up instead of waiting for new records.
+    #[arg(long)]
+    pub exit_at_end: bool,
+    /// Print `key<TAB>value`.
+    #[arg(long)]
+    pub print_key: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn consume(a: ConsumeArgs) -> anyhow::Result<()> {
+    let client = Client::new(&a.client.url);
+    let topic = client.get(&format!("/v1/topics/{}", a.topic)).await?;
+    let states = topic["partition_states"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    // (partition, next offset, high-watermark when we started)
+    let mut cursors: Vec<(u64, u64)> = Vec::new();
+    for s in &states {
+        let p = s["partition"].as_u64().unwrap_or(0);
+        if a.partition.is_some_and(|want| u64::from(want) != p) {
+            continue;
+        }
+        let start = match (a.offset, a.from_beginning) {
+            (Some(o), _) => o,
+            (None, true) => s["log_start_offset"].as_u64().unwrap_or(0),
+            (None, false) => s["high_watermark"].as_u64().unwrap_or(0),
+        };
+        cursors.push((p, start));
+    }
+    if cursors.is_empty() {
+        bail!("topic {} has no partition {:?}", a.topic, a.partition);
+    }
+    // Wait on a partition only when every partition is caught up.
+    let wait = if cursors.len() == 1 && !a.exit_at_end {
+        10_000
+    } else {
+        0
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    loop {
+        let mut got = 0;
+        for (p, next) in &mut cursors {
+            let v = client
+                .get(&format!(
+                    "/v1/topics/{}/partitions/{p}/records?offset={next}&wait_ms={wait}",
+                    a.topic
+                ))
+                .await?;
+            for r in v["records"].as_array().into_iter().flatten() {
+                let value = r["value"].as_str().unwrap_or("");
+                if a.print_key {
+                    writeln!(out, "{}\t{value}", r["key"].as_str().unwrap_or(""))?;
+                } else {
+                    writeln!(out, "{value}")?;
+                }
+                got += 1;
+            }
+            *next = v["next_offset"].as_u64().unwrap_or(*next);
+        }
+        out.flush()?;
+        if got == 0 {
+            if a.exit_at_end {
+                return Ok(());
+            }
+            if wait == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Serving: wire metadata, object storage, agent and API together; shut down
+//! gracefully on SIGTERM or ctrl-c.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use silt_agent::{Agent, Metrics, SystemEnv};
+use silt_api::{AppState, HttpMetrics};
+use silt_metadata::Metadata;
+use silt_metadata::runner::RetryPolicy;
+use silt_segment::store::ObjectStorage;
+use tokio::net::TcpListener;
+
+use crate::cli::{AgentArgs, DevArgs, Tuning};
+
+pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.data_dir)
+        .with_context(|| format!("creating {}", a.data_dir.display()))?;
+    let dir = std::fs::canonicalize(&a.data_dir)?;
+    let objects = match a.object_store {
+        Some(url) => url,
+        None => url_for_dir(&dir.join("objects"))?,
+    };
+    let metadata = format!("sqlite://{}", dir.join("meta.db").display());
+    serve(&objects, &metadata, a.listen, &a.tuning).await
+}
+
+pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
+    serve(&a.object_store, &a.metadata, a.listen, &a.tuning).await
+}
+
+fn url_for_dir(dir: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir)?;
+    Ok(url::Url::from_directory_path(dir)
+        .map_err(|()| anyhow::anyhow!("{} is not an absolute path", dir.display()))?
+        .to_string())
+}
+
+/// Builds an agent and its state from URLs (also used by `silt bench --embedded`).
+pub async fn build(objects: &str, metadata: &str, tuning: &Tuning) -> anyhow::Result<AppState> {
+    let storage =
+        ObjectStorage::from_url(objects).with_context(|| format!("object store {objects}"))?;
+    let kv = silt_metadata::open_kv(metadata).with_context(|| format!("metadata {metadata}"))?;
+    let env = Arc::new(SystemEnv);
+    let md = Arc::new(Metadata::new(kv, RetryPolicy::default(), rand::random()));
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let http = HttpMetrics::new(&mut registry);
+    let agent = Agent::start(tuning.agent_config()?, md, storage, env, metrics);
+    Ok(AppState {
+        agent,
+        config: Arc::new(tuning.api_config()),
+        registry: Arc::new(registry),
+        http,
+    })
+}
+
+async fn serve(
+    objects: &str,
+    metadata: &str,
+    listen: std::net::SocketAddr,
+    tuning: &Tuning,
+) -> anyhow::Result<()> {
+    let state = build(objects, metadata, tuning).await?;
+    let agent = state.agent.clone();
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    // The first line on stdout: scripts and tests read the bound address here.
+    #[allow(clippy::print_stdout)]
+    {
+        println!("silt listening on http://{addr}");
+    }
+    tracing::info!(%addr, objects, metadata, "serving");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = axum::serve(listener, silt_api::app(state))
+        .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let server = tokio::spawn(server.into_future());
+    shutdown_signal().await;
+    tracing::info!("shutting down: flushing buffered records and answering producers");
+    let grace = Duration::from_secs(tuning.shutdown_timeout_secs);
+    let drained = tokio::time::timeout(grace, async {
+        agent.shutdown().await; // no new produce; flush and answer the accepted ones
+        stop.cancel(); // stop accepting connections; finish in-flight requests
+        server.await
+    })
+    .await;
+    match drained {
+        Ok(Ok(Ok(()))) => tracing::info!("stopped cleanly"),
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error during shutdown"),
+        Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!(
+            ?grace,
+            "shutdown timed out; exiting with requests in flight"
+        ),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
