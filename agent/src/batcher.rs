@@ -148,6 +148,9 @@ pub(crate) async fn run(
         if closing && pending.is_empty() && rx.is_closed() && rx.is_empty() {
             break;
         }
+        // Stop receiving while the segment is full, or once closed and drained.
+        let drained = closing && rx.is_empty();
+        let receiving = !full && !drained;
         tokio::select! {
             biased;
             slot = slots.clone().acquire_owned(), if due => {
@@ -162,7 +165,7 @@ pub(crate) async fn run(
                 closing = true;
                 rx.close();
             }
-            msg = rx.recv(), if !full && !(closing && rx.is_empty()) => match msg {
+            msg = rx.recv(), if receiving => match msg {
                 Some(a) => pending.add(a),
                 None if closing => {}
                 None => { closing = true; }
