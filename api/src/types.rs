@@ -68,10 +68,35 @@ pub struct EncodingQuery {
     pub encoding: Encoding,
 }
 
-/// A field that must be present but may be `null`.
-#[derive(Debug, Deserialize)]
-#[serde(transparent)]
+/// A string field that must be present but may be `null`. (A plain
+/// `Option` would silently accept a missing field.)
+#[derive(Debug)]
 pub struct Nullable(pub Option<String>);
+
+impl<'de> Deserialize<'de> for Nullable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Nullable;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or null")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Nullable, E> {
+                Ok(Nullable(Some(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Nullable, E> {
+                Ok(Nullable(Some(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Nullable, E> {
+                Ok(Nullable(None))
+            }
+            fn visit_none<E>(self) -> Result<Nullable, E> {
+                Ok(Nullable(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct HeaderJson {

@@ -1,0 +1,188 @@
+//! Bad input gets a clear problem+json answer, and stores nothing.
+
+use serde_json::json;
+
+use crate::common::{Answer, Silt, tempdir};
+
+fn assert_problem(a: &Answer, status: u16, code: &str) {
+    assert_eq!(a.status, status, "{:?}", a.body);
+    assert_eq!(a.content_type, "application/problem+json");
+    assert_eq!(a.body["code"], code, "{:?}", a.body);
+    assert_eq!(a.body["status"], status);
+    assert!(
+        a.body["type"].is_string() && a.body["title"].is_string() && a.body["detail"].is_string()
+    );
+    assert!(a.body["retriable"].is_boolean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_and_nothing_is_stored() {
+    let dir = tempdir();
+    let silt = Silt::dev(dir.path(), &["--max-request-bytes", "65536"]);
+    let c = silt.client();
+    c.create_topic("t", 2).await;
+    let url = |p: &str| format!("{}{p}", c.base);
+    let raw = |body: &'static str| {
+        c.http
+            .post(url("/v1/topics/t/records"))
+            .header("content-type", "application/json")
+            .body(body)
+    };
+
+    assert_problem(&c.send(raw("{\"records\": [")).await, 400, "invalid_json");
+    assert_problem(
+        &c.send(raw("{\"records\": [{\"key\": \"k\"}]}")).await,
+        400,
+        "invalid_request",
+    );
+    assert_problem(
+        &c.send(raw("{\"records\": [{\"value\": 5}]}")).await,
+        400,
+        "invalid_request",
+    );
+    assert_problem(&c.send(raw("{\"records\": []}")).await, 400, "no_records");
+    let text = c
+        .http
+        .post(url("/v1/topics/t/records"))
+        .header("content-type", "text/plain")
+        .body("{}");
+    assert_problem(&c.send(text).await, 415, "unsupported_media_type");
+    let big = json!({"records": [{"value": "x".repeat(100_000)}]});
+    assert_problem(
+        &c.post("/v1/topics/t/records", &big).await,
+        413,
+        "payload_too_large",
+    );
+    assert_problem(
+        &c.post(
+            "/v1/topics/nope/records",
+            &json!({"records": [{"value": "v"}]}),
+        )
+        .await,
+        404,
+        "topic_not_found",
+    );
+    assert_problem(
+        &c.post(
+            "/v1/topics/t/records",
+            &json!({"records": [{"value": "v", "partition": 2}]}),
+        )
+        .await,
+        404,
+        "partition_not_found",
+    );
+    assert_problem(
+        &c.post(
+            "/v1/topics/t/partitions/9/records",
+            &json!({"records": [{"value": "v"}]}),
+        )
+        .await,
+        404,
+        "partition_not_found",
+    );
+    assert_problem(
+        &c.post(
+            "/v1/topics/t/partitions/-1/records",
+            &json!({"records": [{"value": "v"}]}),
+        )
+        .await,
+        400,
+        "invalid_path",
+    );
+    assert_problem(
+        &c.post(
+            "/v1/topics/t/records?encoding=base64",
+            &json!({"records": [{"value": "%%%"}]}),
+        )
+        .await,
+        400,
+        "invalid_base64",
+    );
+    // A batch with one bad record stores none of them.
+    let mixed = json!({"records": [{"value": "ok"}, {"value": "ok", "partition": 7}]});
+    assert_problem(
+        &c.post("/v1/topics/t/records", &mixed).await,
+        404,
+        "partition_not_found",
+    );
+
+    assert_problem(
+        &c.get("/v1/topics/t/partitions/0/records?offset=-1").await,
+        400,
+        "invalid_offset",
+    );
+    assert_problem(
+        &c.get("/v1/topics/t/partitions/0/records?offset=abc").await,
+        400,
+        "invalid_query",
+    );
+    assert_problem(
+        &c.get("/v1/topics/t/partitions/0/records?offset=5").await,
+        416,
+        "offset_out_of_range",
+    );
+    assert_problem(
+        &c.get("/v1/topics/t/partitions/0/records?max_records=0")
+            .await,
+        400,
+        "invalid_max_records",
+    );
+    assert_problem(
+        &c.get("/v1/topics/t/partitions/0/records?wait_ms=999999")
+            .await,
+        400,
+        "invalid_wait",
+    );
+    assert_problem(
+        &c.get("/v1/topics/t/partitions/5/records").await,
+        404,
+        "partition_not_found",
+    );
+    assert_problem(
+        &c.get("/v1/topics/nope/partitions/0/offsets").await,
+        404,
+        "topic_not_found",
+    );
+    assert_problem(&c.get("/v1/nothing").await, 404, "route_not_found");
+    assert_problem(
+        &c.send(c.http.put(url("/v1/topics"))).await,
+        405,
+        "method_not_allowed",
+    );
+
+    assert_problem(
+        &c.post("/v1/topics", &json!({"name": "bad name", "partitions": 1}))
+            .await,
+        400,
+        "invalid_argument",
+    );
+    assert_problem(
+        &c.post("/v1/topics", &json!({"name": "z", "partitions": 0}))
+            .await,
+        400,
+        "invalid_argument",
+    );
+    assert_problem(
+        &c.post("/v1/topics", &json!({"name": "t", "partitions": 1}))
+            .await,
+        409,
+        "topic_exists",
+    );
+    assert_problem(
+        &c.post(
+            "/v1/topics",
+            &json!({"name": "z", "partitions": 1, "config": {"compression": "gzip"}}),
+        )
+        .await,
+        400,
+        "invalid_request",
+    );
+
+    assert_eq!(c.high_watermarks("t").await, [0, 0], "nothing was stored");
+    let topics = c.get("/v1/topics").await;
+    assert_eq!(
+        topics.body["topics"].as_array().unwrap().len(),
+        1,
+        "no topic was created by bad requests"
+    );
+}

@@ -1,0 +1,9 @@
+//! End-to-end suites: real `silt` processes, real HTTP on loopback, real
+//! SQLite metadata shared between processes, and a real S3 server (Garage).
+#![allow(clippy::unwrap_used)]
+
+mod bad_input;
+mod common;
+mod kafka_compat;
+mod multi_agent;
+mod produce_consume;
