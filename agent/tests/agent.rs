@@ -1,0 +1,310 @@
+//! Agent behaviour with injected time, randomness and faults.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use prometheus_client::registry::Registry;
+use silt_agent::{
+    Agent, AgentConfig, Error, FetchRequest, Limits, Metrics, ProduceRecord, TestEnv,
+};
+use silt_metadata::fault::{FaultPlan, FaultyKv};
+use silt_metadata::kv::Kv;
+use silt_metadata::runner::RetryPolicy;
+use silt_metadata::sqlite::SqliteKv;
+use silt_metadata::{Metadata, TopicConfig};
+use silt_segment::store::ObjectStorage;
+
+struct Setup {
+    agent: Agent,
+    metrics: Metrics,
+    _dir: tempfile::TempDir,
+}
+
+fn start(config: AgentConfig, storage: Option<ObjectStorage>, faults: Option<FaultPlan>) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn Kv> = Arc::new(SqliteKv::open(dir.path().join("meta.db")).unwrap());
+    let kv: Arc<dyn Kv> = match faults {
+        Some(plan) => Arc::new(FaultyKv::new(sqlite, plan)),
+        None => sqlite,
+    };
+    let policy = RetryPolicy {
+        max_attempts: 100,
+        ..RetryPolicy::default()
+    };
+    let md = Arc::new(Metadata::new(kv, policy, 1));
+    let metrics = Metrics::new(&mut Registry::default());
+    let env = Arc::new(TestEnv::new(1_700_000_000_000, 9));
+    let agent = Agent::start(
+        config,
+        md,
+        storage.unwrap_or_else(ObjectStorage::memory),
+        env,
+        metrics.clone(),
+    );
+    Setup {
+        agent,
+        metrics,
+        _dir: dir,
+    }
+}
+
+fn rec(value: &str) -> ProduceRecord {
+    ProduceRecord {
+        value: Some(Bytes::from(value.to_owned())),
+        ..Default::default()
+    }
+}
+
+fn keyed(key: &str, value: &str) -> ProduceRecord {
+    ProduceRecord {
+        key: Some(Bytes::from(key.to_owned())),
+        ..rec(value)
+    }
+}
+
+fn fetch_req(offset: u64, wait: Duration) -> FetchRequest {
+    FetchRequest {
+        offset,
+        limits: Limits {
+            max_records: 1000,
+            max_bytes: 1 << 20,
+        },
+        wait,
+    }
+}
+
+#[tokio::test]
+async fn produce_assigns_offsets_in_request_order_and_keys_by_murmur2() {
+    let s = start(AgentConfig::default(), None, None);
+    s.agent
+        .create_topic("t", 4, TopicConfig::default())
+        .await
+        .unwrap();
+    let recs = vec![
+        keyed("a", "1"),
+        keyed("b", "2"),
+        keyed("a", "3"),
+        rec("4"),
+        rec("5"),
+    ];
+    let offsets = s.agent.produce("t", recs).await.unwrap();
+    let pa = silt_agent::partitioner::partition_for_key(b"a", 4);
+    let pb = silt_agent::partitioner::partition_for_key(b"b", 4);
+    assert_eq!(offsets[0].0, pa);
+    assert_eq!(offsets[1].0, pb);
+    assert_eq!(offsets[2].0, pa, "same key, same partition");
+    assert_eq!(
+        offsets[3].0, offsets[4].0,
+        "unkeyed records of one request stick together"
+    );
+    assert_eq!(offsets[4].1, offsets[3].1 + 1);
+    // Within a partition, offsets follow request order.
+    let got = s
+        .agent
+        .fetch("t", pa, fetch_req(0, Duration::ZERO))
+        .await
+        .unwrap();
+    let want: Vec<&[u8]> = offsets
+        .iter()
+        .zip([b"1", b"2", b"3", b"4", b"5"])
+        .filter(|((p, _), _)| *p == pa)
+        .map(|(_, v)| &v[..])
+        .collect();
+    let values: Vec<_> = got
+        .records
+        .iter()
+        .map(|r| r.record.value.clone().unwrap())
+        .collect();
+    assert_eq!(values, want);
+    for (r, (_, off)) in got
+        .records
+        .iter()
+        .zip(offsets.iter().filter(|(p, _)| *p == pa))
+    {
+        assert_eq!(r.offset, *off);
+    }
+    assert_eq!(
+        got.records[0].record.timestamp, 1_700_000_000_000,
+        "the injected clock stamps records"
+    );
+}
+
+#[tokio::test]
+async fn bounded_memory_refuses_with_overloaded_and_shutdown_answers_everyone() {
+    // Nothing flushes on its own: the interval is an hour and flush_bytes is huge.
+    let config = AgentConfig {
+        flush_interval: Duration::from_secs(3600),
+        flush_bytes: 1 << 30,
+        max_inflight_bytes: 10_000,
+        ..AgentConfig::default()
+    };
+    let s = start(config, None, None);
+    s.agent
+        .create_topic("t", 1, TopicConfig::default())
+        .await
+        .unwrap();
+    let big = || vec![rec(&"x".repeat(6_000))];
+    let agent = s.agent.clone();
+    let first =
+        tokio::spawn(async move { agent.produce("t", vec![rec(&"x".repeat(6_000))]).await });
+    while s.metrics.inflight_bytes.get() == 0 {
+        tokio::task::yield_now().await;
+    }
+    match s.agent.produce("t", big()).await {
+        Err(Error::Overloaded { retry_after }) => assert!(retry_after > Duration::ZERO),
+        other => panic!("expected Overloaded, got {other:?}"),
+    }
+    assert!(
+        !first.is_finished(),
+        "the first request waits for its flush"
+    );
+    s.agent.shutdown().await;
+    let offsets = first.await.unwrap().unwrap();
+    assert_eq!(
+        offsets,
+        vec![(0, 0)],
+        "shutdown flushed and answered the waiting producer"
+    );
+    assert_eq!(
+        s.metrics.inflight_bytes.get(),
+        0,
+        "every admitted byte was released"
+    );
+    assert!(matches!(
+        s.agent.produce("t", big()).await,
+        Err(Error::ShuttingDown)
+    ));
+}
+
+#[tokio::test]
+async fn flush_bytes_cuts_a_segment_before_the_interval() {
+    let config = AgentConfig {
+        flush_interval: Duration::from_secs(3600),
+        flush_bytes: 1_000,
+        ..AgentConfig::default()
+    };
+    let s = start(config, None, None);
+    s.agent
+        .create_topic("t", 1, TopicConfig::default())
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        s.agent.produce("t", vec![rec(&"y".repeat(2_000))]),
+    )
+    .await;
+    assert_eq!(
+        r.expect("flushed by size, not by the hour-long interval")
+            .unwrap(),
+        vec![(0, 0)]
+    );
+    assert_eq!(s.metrics.segments_flushed.get(), 1);
+}
+
+#[tokio::test]
+async fn long_poll_wakes_on_commit() {
+    let s = start(AgentConfig::default(), None, None);
+    s.agent
+        .create_topic("t", 1, TopicConfig::default())
+        .await
+        .unwrap();
+    let agent = s.agent.clone();
+    let poll = tokio::spawn(async move {
+        agent
+            .fetch("t", 0, fetch_req(0, Duration::from_secs(60)))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!poll.is_finished());
+    s.agent.produce("t", vec![rec("hello")]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(30), poll)
+        .await
+        .expect("woken by the commit")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.records[0].record.value.as_deref(), Some(&b"hello"[..]));
+    assert_eq!((got.next_offset, got.high_watermark), (1, 1));
+    // Without waiting, a fetch at the high-watermark returns at once, empty.
+    let empty = s
+        .agent
+        .fetch("t", 0, fetch_req(1, Duration::ZERO))
+        .await
+        .unwrap();
+    assert!(empty.records.is_empty());
+    assert!(matches!(
+        s.agent.fetch("t", 0, fetch_req(2, Duration::ZERO)).await,
+        Err(Error::OffsetOutOfRange {
+            offset: 2,
+            earliest: 0,
+            latest: 1
+        })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_under_metadata_faults() {
+    let plan = FaultPlan {
+        seed: 3,
+        conflict: 0.2,
+        unknown_not_applied: 0.1,
+        unknown_applied: 0.2,
+    };
+    let config = AgentConfig {
+        flush_interval: Duration::from_millis(2),
+        ..AgentConfig::default()
+    };
+    let s = start(config, None, Some(plan));
+    s.agent
+        .create_topic("t", 2, TopicConfig::default())
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for p in 0..4 {
+        let agent = s.agent.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acks = Vec::new();
+            for i in 0..25 {
+                let recs = (0..4)
+                    .map(|j| keyed(&format!("{p}-{j}"), &format!("{p}:{i}:{j}")))
+                    .collect();
+                acks.extend(agent.produce("t", recs).await.unwrap());
+            }
+            acks
+        }));
+    }
+    let mut acked = std::collections::HashSet::new();
+    for t in tasks {
+        for a in t.await.unwrap() {
+            assert!(acked.insert(a), "{a:?} acknowledged twice");
+        }
+    }
+    let d = s.agent.describe_topic("t").await.unwrap();
+    let total: u64 = d.partitions.iter().map(|p| p.high_watermark).sum();
+    assert_eq!(
+        total, 400,
+        "every record indexed exactly once despite retries"
+    );
+}
+
+#[tokio::test]
+async fn object_store_failure_fails_the_producers_and_indexes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A plain file where the segments directory should be: every PUT fails.
+    std::fs::write(dir.path().join("segments"), b"not a directory").unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let s = start(
+        AgentConfig::default(),
+        Some(ObjectStorage::from_url(&url).unwrap()),
+        None,
+    );
+    s.agent
+        .create_topic("t", 1, TopicConfig::default())
+        .await
+        .unwrap();
+    let err = s.agent.produce("t", vec![rec("lost?")]).await.unwrap_err();
+    assert_eq!(err.kind(), silt_agent::ErrorKind::Unavailable, "{err}");
+    assert_eq!(s.agent.offsets("t", 0).await.unwrap().high_watermark, 0);
+    assert_eq!(s.metrics.flush_failures.get(), 1);
+}

@@ -1,0 +1,198 @@
+//! The router, driven in-process with `oneshot`: no sockets, real agent,
+//! real SQLite metadata, in-memory object store.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use silt_agent::{Agent, AgentConfig, Metrics, TestEnv};
+use silt_api::{ApiConfig, AppState, HttpMetrics, app};
+use silt_metadata::Metadata;
+use silt_metadata::runner::RetryPolicy;
+use silt_metadata::sqlite::SqliteKv;
+use silt_segment::store::ObjectStorage;
+use tower::ServiceExt;
+
+fn state(dir: &tempfile::TempDir) -> AppState {
+    let kv = Arc::new(SqliteKv::open(dir.path().join("meta.db")).unwrap());
+    let md = Arc::new(Metadata::new(kv, RetryPolicy::default(), 5));
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let http = HttpMetrics::new(&mut registry);
+    let env = Arc::new(TestEnv::new(1_000, 2));
+    let agent = Agent::start(
+        AgentConfig::default(),
+        md,
+        ObjectStorage::memory(),
+        env,
+        metrics,
+    );
+    AppState {
+        agent,
+        config: Arc::new(ApiConfig::default()),
+        registry: Arc::new(registry),
+        http,
+    }
+}
+
+async fn call(
+    s: &AppState,
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, String, Vec<u8>) {
+    let mut req = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Body::from(serde_json::to_vec(&v).unwrap())
+        }
+        None => Body::empty(),
+    };
+    let res = app(s.clone())
+        .oneshot(req.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    (status, ct, bytes)
+}
+
+#[tokio::test]
+async fn produce_fetch_offsets_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir);
+    let (st, _, _) = call(
+        &s,
+        Method::POST,
+        "/v1/topics",
+        Some(json!({"name": "t", "partitions": 1})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, _, body) = call(
+        &s,
+        Method::POST,
+        "/v1/topics/t/records",
+        Some(json!({"records": [{"value": "a"}, {"value": null}]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v["offsets"],
+        json!([{"partition": 0, "offset": 0}, {"partition": 0, "offset": 1}])
+    );
+    let (_, _, body) = call(&s, Method::GET, "/v1/topics/t/partitions/0/records", None).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["records"][0]["value"], "a");
+    assert_eq!(
+        v["records"][1]["value"],
+        Value::Null,
+        "a null value is a tombstone, read back as null"
+    );
+    assert_eq!(v["records"][0]["timestamp"], 1_000, "the injected clock");
+    let (_, _, body) = call(&s, Method::GET, "/v1/topics/t/partitions/0/offsets", None).await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"earliest_offset": 0, "latest_offset": 2})
+    );
+}
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir);
+    let (st, _, _) = call(&s, Method::GET, "/healthz", None).await;
+    assert_eq!(st, StatusCode::OK);
+    call(
+        &s,
+        Method::POST,
+        "/v1/topics",
+        Some(json!({"name": "m", "partitions": 1})),
+    )
+    .await;
+    call(
+        &s,
+        Method::POST,
+        "/v1/topics/m/records",
+        Some(json!({"records": [{"value": "x"}]})),
+    )
+    .await;
+    let (st, ct, body) = call(&s, Method::GET, "/metrics", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(ct.starts_with("application/openmetrics-text"));
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains("silt_produce_records_total 1"), "{text}");
+    assert!(text.contains("silt_http_requests_total{method=\"POST\",route=\"/v1/topics/{topic}/records\",status=\"200\"} 1"), "{text}");
+    s.agent.shutdown().await;
+    let (st, _, _) = call(&s, Method::GET, "/healthz", None).await;
+    assert_eq!(
+        st,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a draining agent reports itself unready"
+    );
+    let (st, ct, _) = call(
+        &s,
+        Method::POST,
+        "/v1/topics/m/records",
+        Some(json!({"records": [{"value": "x"}]})),
+    )
+    .await;
+    assert_eq!(
+        (st, ct.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "application/problem+json")
+    );
+}
+
+/// Every operation the OpenAPI document declares is served by the router
+/// (and answers something other than "no such route").
+#[tokio::test]
+async fn openapi_document_matches_the_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir);
+    let (st, _, body) = call(&s, Method::GET, "/v1/openapi.json", None).await;
+    assert_eq!(st, StatusCode::OK);
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let uri = path.replace("{topic}", "nope").replace("{partition}", "0");
+        for method in ["get", "post", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let body = (method == "post").then(|| json!({}));
+            let (st, _, body) = call(
+                &s,
+                Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                &uri,
+                body,
+            )
+            .await;
+            let code = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["code"].as_str().map(String::from));
+            assert!(
+                !matches!(
+                    code.as_deref(),
+                    Some("route_not_found" | "method_not_allowed")
+                ),
+                "{method} {path}: {st} {code:?}"
+            );
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, 11);
+}
