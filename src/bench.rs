@@ -1,8 +1,376 @@
+//! `silt bench`: produce throughput and latency, end-to-end latency, and
+//! consume catch-up throughput, over real HTTP. With `--embedded` it starts
+//! its own agent on loopback (local directory + SQLite, as `silt dev`) and
+//! measures the disk's fsynced sequential write speed in the same run, the
+//! yardstick produce bandwidth is reported against.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
 use clap::Args;
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::cli::Tuning;
+use crate::client::Client;
 
 #[derive(Debug, Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Benchmark an agent started in this process (on loopback).
+    #[arg(long, conflicts_with = "url")]
+    pub embedded: bool,
+    /// Agent to benchmark.
+    #[arg(long, env = "SILT_URL")]
+    pub url: Option<String>,
+    /// Data directory for --embedded (default: a temporary directory).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    #[arg(long, default_value = "bench")]
+    pub topic: String,
+    #[arg(long, default_value_t = 6)]
+    pub partitions: u32,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub record_size: usize,
+    /// Records per produce request.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Concurrent producers (each waits for its acknowledgement before sending again).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// How long to produce.
+    #[arg(long, default_value_t = 10)]
+    pub duration_secs: u64,
+    /// Bytes the disk yardstick writes (fsynced at the end, like `dd conv=fdatasync`).
+    #[arg(long, default_value_t = 512 << 20)]
+    pub yardstick_bytes: usize,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub tuning: Tuning,
+}
 
-pub async fn run(_a: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("bench: not built yet")
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+}
+
+/// Sequential write of `bytes` in 1 MiB blocks, then fdatasync: MB/s.
+fn disk_yardstick(dir: &std::path::Path, bytes: usize) -> anyhow::Result<f64> {
+    let path = dir.join("yardstick.tmp");
+    let block = vec![0x5au8; 1 << 20];
+    let start = Instant::now();
+    let mut f = std::fs::File::create(&path)?;
+    let mut written = 0;
+    while written < bytes {
+        f.write_all(&block)?;
+        written += block.len();
+    }
+    f.sync_data()?;
+    let secs = start.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(written as f64 / secs / 1e6)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+struct Shared {
+    records: AtomicU64,
+    stop: AtomicBool,
+    produce_us: Mutex<Histogram<u64>>,
+    e2e_ms: Mutex<Histogram<u64>>,
+    errors: AtomicU64,
+}
+
+pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    let mut _tmp = None;
+    let mut yardstick = None;
+    let mut server = None;
+    let url = if let Some(url) = &a.url {
+        url.clone()
+    } else {
+        anyhow::ensure!(a.embedded, "give --url of an agent, or --embedded");
+        let dir = match &a.data_dir {
+            Some(d) => d.clone(),
+            None => {
+                let t = tempfile::tempdir()?;
+                let p = t.path().to_path_buf();
+                _tmp = Some(t);
+                p
+            }
+        };
+        std::fs::create_dir_all(&dir)?;
+        eprintln!(
+            "measuring the disk: {} MiB sequential write + fdatasync in {}",
+            a.yardstick_bytes >> 20,
+            dir.display()
+        );
+        yardstick = Some(disk_yardstick(&dir, a.yardstick_bytes)?);
+        let objects = url::Url::from_directory_path(dir.join("objects"))
+            .map_err(|()| anyhow::anyhow!("bad dir"))?;
+        std::fs::create_dir_all(dir.join("objects"))?;
+        let state = crate::server::build(
+            objects.as_str(),
+            &format!("sqlite://{}", dir.join("meta.db").display()),
+            &a.tuning,
+        )
+        .await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let agent = state.agent.clone();
+        let task = tokio::spawn(async move { axum::serve(listener, silt_api::app(state)).await });
+        server = Some((agent, task));
+        format!("http://{addr}")
+    };
+    let client = Client::new(&url);
+    let created = client
+        .post(
+            "/v1/topics",
+            &json!({"name": a.topic, "partitions": a.partitions}),
+        )
+        .await;
+    if let Err(e) = created {
+        anyhow::ensure!(e.to_string().contains("topic_exists"), e);
+    }
+    let start_offsets = hwms(&client, &a.topic).await?;
+
+    let shared = Arc::new(Shared {
+        records: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        produce_us: Mutex::new(histogram()),
+        e2e_ms: Mutex::new(histogram()),
+        errors: AtomicU64::new(0),
+    });
+    // End-to-end latency, sampled by one long-polling consumer on partition 0
+    // (reading every partition here would take CPU from the agent under test).
+    let mut consumers = Vec::new();
+    for (p, &from) in start_offsets.iter().enumerate().take(1) {
+        let (c, s, topic) = (client.clone(), shared.clone(), a.topic.clone());
+        consumers.push(tokio::spawn(async move {
+            let mut next = from;
+            while !s.stop.load(Ordering::Relaxed) {
+                let path = format!("/v1/topics/{topic}/partitions/{p}/records?offset={next}&wait_ms=500&max_records=10000");
+                let Ok(v) = c.get(&path).await else { break };
+                let now = now_ms();
+                let mut h = s.e2e_ms.lock();
+                for r in v["records"].as_array().into_iter().flatten() {
+                    let _ = h.record((now - r["timestamp"].as_i64().unwrap_or(now)).max(0) as u64);
+                }
+                next = v["next_offset"].as_u64().unwrap_or(next);
+            }
+        }));
+    }
+    // Incompressible values: distinct random alphanumeric slices of a 4 MiB
+    // pool, so compression cannot flatter the bandwidth figure.
+    let pool: Arc<str> = {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut x: u64 = rand::random::<u64>() | 1;
+        let bytes: Vec<u8> = (0..(4 << 20) + a.record_size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ALPHABET[(x % ALPHABET.len() as u64) as usize]
+            })
+            .collect();
+        String::from_utf8(bytes)?.into()
+    };
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let mut producers = Vec::new();
+    for w in 0..a.concurrency {
+        let (http, s, pool, batch, size) = (
+            http.clone(),
+            shared.clone(),
+            pool.clone(),
+            a.batch,
+            a.record_size,
+        );
+        let target = client.url(&format!("/v1/topics/{}/records", a.topic));
+        producers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            let mut body = String::with_capacity(batch * (size + 64));
+            let mut cursor = (w * 7919) % (4 << 20);
+            while !s.stop.load(Ordering::Relaxed) {
+                // Rendered by hand: the load generator must stay cheap next to the agent.
+                let ts = now_ms();
+                body.clear();
+                body.push_str("{\"records\":[");
+                for i in 0..batch {
+                    if i > 0 {
+                        body.push(',');
+                    }
+                    let key = n + i as u64;
+                    cursor = (cursor + 104_729) % (4 << 20);
+                    let value = &pool[cursor..cursor + size];
+                    body.push_str(&format!(
+                        "{{\"key\":\"{w}-{key}\",\"timestamp\":{ts},\"value\":\"{value}\"}}"
+                    ));
+                }
+                body.push_str("]}");
+                let t = Instant::now();
+                let sent = http
+                    .post(&target)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match sent.map(|r| r.status().is_success()) {
+                    Ok(true) => {
+                        let us = t.elapsed().as_micros() as u64;
+                        let _ = s.produce_us.lock().record_n(us.max(1), batch as u64);
+                        s.records.fetch_add(batch as u64, Ordering::Relaxed);
+                        n += batch as u64;
+                    }
+                    _ => {
+                        s.errors.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }));
+    }
+    let deadline = started + Duration::from_secs(a.duration_secs);
+    let mut last = 0;
+    while Instant::now() < deadline {
+        tokio::time::sleep(
+            Duration::from_secs(1).min(deadline.saturating_duration_since(Instant::now())),
+        )
+        .await;
+        let n = shared.records.load(Ordering::Relaxed);
+        let p99 = shared.produce_us.lock().value_at_quantile(0.99) as f64 / 1000.0;
+        eprintln!(
+            "[{:>4.1}s] produced {n} records, {:.0} rec/s, p99 {p99:.1} ms, errors {}",
+            started.elapsed().as_secs_f64(),
+            (n - last) as f64,
+            shared.errors.load(Ordering::Relaxed)
+        );
+        last = n;
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    for p in producers {
+        p.await?;
+    }
+    let produce_secs = started.elapsed().as_secs_f64();
+    for c in consumers {
+        c.await?;
+    }
+    let produced = shared.records.load(Ordering::Relaxed);
+
+    // Catch-up: read everything produced, as fast as possible.
+    let end_offsets = hwms(&client, &a.topic).await?;
+    let t = Instant::now();
+    let mut consumed = 0u64;
+    let mut consumed_bytes = 0u64;
+    for (p, (&from, &to)) in start_offsets.iter().zip(&end_offsets).enumerate() {
+        let mut next = from;
+        while next < to {
+            let path = format!(
+                "/v1/topics/{}/partitions/{p}/records?offset={next}&max_records=10000&max_bytes=16777216",
+                a.topic
+            );
+            let v = client.get(&path).await.context("catch-up read")?;
+            for r in v["records"].as_array().into_iter().flatten() {
+                consumed += 1;
+                consumed_bytes += r["value"].as_str().map_or(0, str::len) as u64;
+            }
+            next = v["next_offset"].as_u64().unwrap_or(to);
+        }
+    }
+    let consume_secs = t.elapsed().as_secs_f64();
+    if let Some((agent, task)) = server {
+        agent.shutdown().await;
+        task.abort();
+    }
+
+    let ph = shared.produce_us.lock().clone();
+    let eh = shared.e2e_ms.lock().clone();
+    let mb = |records: u64, secs: f64| records as f64 * a.record_size as f64 / secs / 1e6;
+    let result = json!({
+        "config": {"record_size": a.record_size, "batch": a.batch, "concurrency": a.concurrency, "partitions": a.partitions,
+                   "duration_secs": a.duration_secs, "flush_interval_ms": a.tuning.flush_interval_ms, "embedded": a.embedded},
+        "produce": {"records": produced, "records_per_sec": produced as f64 / produce_secs, "mb_per_sec": mb(produced, produce_secs),
+                    "latency_ms": {"p50": ph.value_at_quantile(0.5) as f64 / 1e3, "p99": ph.value_at_quantile(0.99) as f64 / 1e3,
+                                   "p999": ph.value_at_quantile(0.999) as f64 / 1e3, "max": ph.max() as f64 / 1e3},
+                    "errors": shared.errors.load(Ordering::Relaxed)},
+        "end_to_end_latency_ms": {"p50": eh.value_at_quantile(0.5), "p99": eh.value_at_quantile(0.99), "p999": eh.value_at_quantile(0.999), "samples": eh.len()},
+        "consume": {"records": consumed, "records_per_sec": consumed as f64 / consume_secs, "mb_per_sec": consumed_bytes as f64 / consume_secs / 1e6},
+        "disk_yardstick_mb_per_sec": yardstick,
+        "produce_vs_disk": yardstick.map(|y| mb(produced, produce_secs) / y),
+    });
+    report(&result, a.json)
+}
+
+async fn hwms(client: &Client, topic: &str) -> anyhow::Result<Vec<u64>> {
+    let t = client.get(&format!("/v1/topics/{topic}")).await?;
+    Ok(t["partition_states"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s["high_watermark"].as_u64().unwrap_or(0))
+        .collect())
+}
+
+#[allow(clippy::print_stdout)]
+fn report(r: &Value, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    let f = |v: &Value| {
+        v.as_f64()
+            .map_or_else(|| "-".to_owned(), |x| format!("{x:.1}"))
+    };
+    let p = &r["produce"];
+    let l = &p["latency_ms"];
+    let e = &r["end_to_end_latency_ms"];
+    let c = &r["consume"];
+    println!("{:<34} {:>14}", "metric", "value");
+    println!(
+        "{:<34} {:>14}",
+        "produce records/s",
+        f(&p["records_per_sec"])
+    );
+    println!("{:<34} {:>14}", "produce MB/s", f(&p["mb_per_sec"]));
+    println!(
+        "{:<34} {:>14}",
+        "produce latency p50 / p99 / p999 ms",
+        format!("{} / {} / {}", f(&l["p50"]), f(&l["p99"]), f(&l["p999"]))
+    );
+    println!(
+        "{:<34} {:>14}",
+        "end-to-end p50 / p99 / p999 ms",
+        format!("{} / {} / {}", f(&e["p50"]), f(&e["p99"]), f(&e["p999"]))
+    );
+    println!(
+        "{:<34} {:>14}",
+        "consume catch-up records/s",
+        f(&c["records_per_sec"])
+    );
+    println!(
+        "{:<34} {:>14}",
+        "consume catch-up MB/s",
+        f(&c["mb_per_sec"])
+    );
+    println!(
+        "{:<34} {:>14}",
+        "disk sequential write MB/s",
+        f(&r["disk_yardstick_mb_per_sec"])
+    );
+    println!(
+        "{:<34} {:>14}",
+        "produce / disk bandwidth",
+        f(&r["produce_vs_disk"].as_f64().map(|x| x * 100.0).into()) + " %"
+    );
+    Ok(())
 }
