@@ -310,13 +310,17 @@ pub fn decode_chunk(
     let adjust = i64::try_from(base_offset).map_err(|_| Error::Encode("offset exceeds i64"))?;
     for batch in Batches::new(chunk) {
         let (header, bytes) = batch?;
-        let last = header.base_offset + i64::from(header.last_offset_delta) + adjust;
-        if last < from as i64 {
+        // Untrusted fields: saturate rather than overflow.
+        let last = header
+            .base_offset
+            .saturating_add(i64::from(header.last_offset_delta))
+            .saturating_add(adjust);
+        if last < i64::try_from(from).unwrap_or(i64::MAX) {
             continue;
         }
         let mut stop = false;
         decode_records(bytes, &header, adjust, max_decompressed, |off, rec| {
-            if !stop && off >= from as i64 {
+            if !stop && off >= 0 && off as u64 >= from {
                 stop = !keep(off as u64, rec);
             }
             Ok(())
@@ -409,6 +413,13 @@ mod tests {
             if i >= 8 && !(12..16).contains(&i) { prop_assert!(r.is_err()); }
             let cut_at = cut.index(chunk.len());
             prop_assert!(decode_all(&chunk[..cut_at], 0).is_err() || cut_at == 0);
+        }
+
+        #[test]
+        fn extreme_offsets_never_overflow(base in any::<i64>(), adjust in any::<u64>(), from in any::<u64>()) {
+            let mut chunk = Vec::new();
+            encode(&mut chunk, base, &[Record::default(), Record::default()], Compression::None).unwrap();
+            let _ = decode_chunk(&chunk, adjust, from, 1 << 20, |_, _| true);
         }
 
         #[test]

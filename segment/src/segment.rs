@@ -212,7 +212,8 @@ pub fn read_footer(tail: &[u8], object_len: u64) -> Result<Vec<ChunkInfo>> {
             min_timestamp: c.i64()?,
             max_timestamp: c.i64()?,
         };
-        if info.offset < MAGIC.len() as u64 || info.offset + u64::from(info.len) > data_end {
+        let end = info.offset.checked_add(u64::from(info.len));
+        if info.offset < MAGIC.len() as u64 || end.is_none_or(|e| e > data_end) {
             return Err(c.fail(Reason::Other("chunk range outside the data section")));
         }
         chunks.push(info);
