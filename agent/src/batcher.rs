@@ -239,6 +239,7 @@ async fn flush(
 fn clone_error(e: &Error) -> Error {
     match e {
         Error::Storage(s) => Error::Storage(s.clone()),
+        Error::Corrupt(s) => Error::Corrupt(s.clone()),
         Error::Metadata(m) => Error::Metadata(m.clone()),
         other => Error::Internal(other.to_string()),
     }

@@ -30,6 +30,10 @@ pub enum Error {
     ShuttingDown,
     #[error("object storage: {0}")]
     Storage(#[source] std::sync::Arc<silt_segment::Error>),
+    /// Stored bytes failed their checks (CRC, framing): a bug or corruption,
+    /// not an outage.
+    #[error("corrupt data: {0}")]
+    Corrupt(#[source] std::sync::Arc<silt_segment::Error>),
     #[error("metadata: {0}")]
     Metadata(#[source] std::sync::Arc<silt_metadata::Error>),
     #[error("internal error: {0}")]
@@ -68,7 +72,7 @@ impl Error {
                 M::Unavailable => ErrorKind::Unavailable,
                 M::Internal => ErrorKind::Internal,
             },
-            Error::Internal(_) => ErrorKind::Internal,
+            Error::Internal(_) | Error::Corrupt(_) => ErrorKind::Internal,
         }
     }
 }
@@ -86,7 +90,13 @@ impl From<silt_metadata::Error> for Error {
 
 impl From<silt_segment::Error> for Error {
     fn from(e: silt_segment::Error) -> Self {
-        Error::Storage(std::sync::Arc::new(e))
+        use silt_segment::Error as S;
+        match e {
+            S::Store(_) | S::Io(_) | S::InvalidUrl { .. } => Error::Storage(std::sync::Arc::new(e)),
+            S::Corrupt { .. } | S::TooLarge { .. } | S::Encode(_) => {
+                Error::Corrupt(std::sync::Arc::new(e))
+            }
+        }
     }
 }
 

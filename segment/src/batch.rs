@@ -92,21 +92,35 @@ fn put_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) -> Result<()> {
     Ok(())
 }
 
+fn nullable_len(b: Option<&[u8]>) -> usize {
+    b.map_or(1, |b| varlong_len(b.len() as i64) + b.len())
+}
+
+/// Writes one record straight into `out`: its length is computed first, so
+/// no temporary buffer is needed.
 fn encode_record(out: &mut Vec<u8>, r: &Record, base_ts: i64, delta: i32) -> Result<()> {
-    let mut body = Vec::with_capacity(r.weight());
-    body.push(0); // attributes: unused
-    put_varlong(&mut body, r.timestamp.wrapping_sub(base_ts));
-    put_varint(&mut body, delta);
-    put_nullable(&mut body, r.key.as_deref())?;
-    put_nullable(&mut body, r.value.as_deref())?;
-    put_varint(&mut body, len_i32(r.headers.len())?);
+    let ts_delta = r.timestamp.wrapping_sub(base_ts);
+    let mut len = 1
+        + varlong_len(ts_delta)
+        + varlong_len(i64::from(delta))
+        + nullable_len(r.key.as_deref())
+        + nullable_len(r.value.as_deref())
+        + varlong_len(r.headers.len() as i64);
     for h in &r.headers {
-        put_nullable(&mut body, Some(h.key.as_bytes()))?;
-        put_nullable(&mut body, h.value.as_deref())?;
+        len += nullable_len(Some(h.key.as_bytes())) + nullable_len(h.value.as_deref());
     }
-    out.reserve(varlong_len(body.len() as i64) + body.len());
-    put_varint(out, len_i32(body.len())?);
-    out.extend_from_slice(&body);
+    out.reserve(len + 5);
+    put_varint(out, len_i32(len)?);
+    out.push(0); // attributes: unused
+    put_varlong(out, ts_delta);
+    put_varint(out, delta);
+    put_nullable(out, r.key.as_deref())?;
+    put_nullable(out, r.value.as_deref())?;
+    put_varint(out, len_i32(r.headers.len())?);
+    for h in &r.headers {
+        put_nullable(out, Some(h.key.as_bytes()))?;
+        put_nullable(out, h.value.as_deref())?;
+    }
     Ok(())
 }
 
@@ -123,10 +137,6 @@ pub fn encode(
         .ok_or(Error::Encode("a batch needs at least one record"))?;
     let base_ts = first.timestamp;
     let max_ts = rest.iter().fold(base_ts, |m, r| m.max(r.timestamp));
-    let mut raw = Vec::with_capacity(records.iter().map(|r| r.weight() + 8).sum());
-    for (i, r) in records.iter().enumerate() {
-        encode_record(&mut raw, r, base_ts, len_i32(i)?)?;
-    }
     let start = out.len();
     out.extend_from_slice(&base_offset.to_be_bytes());
     out.extend_from_slice(&[0; 4]); // batchLength, patched below
@@ -141,7 +151,17 @@ pub fn encode(
     out.extend_from_slice(&(-1i16).to_be_bytes()); // producerEpoch
     out.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence
     out.extend_from_slice(&len_i32(records.len())?.to_be_bytes());
-    compression.compress(&raw, out)?;
+    if compression == Compression::None {
+        for (i, r) in records.iter().enumerate() {
+            encode_record(out, r, base_ts, len_i32(i)?)?;
+        }
+    } else {
+        let mut raw = Vec::with_capacity(records.iter().map(|r| r.weight() + 8).sum());
+        for (i, r) in records.iter().enumerate() {
+            encode_record(&mut raw, r, base_ts, len_i32(i)?)?;
+        }
+        compression.compress(&raw, out)?;
+    }
     let batch_length = len_i32(out.len() - start - 12)?;
     out[start + 8..start + 12].copy_from_slice(&batch_length.to_be_bytes());
     let crc = crc32c::crc32c(&out[start + CRC_START..]);

@@ -1,0 +1,117 @@
+//! The client commands against a real server: `silt topics`, `silt produce`
+//! (lines from stdin) and `silt consume`.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::common::{Silt, tempdir};
+
+fn silt(url: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_silt"))
+        .args(args)
+        .env("SILT_URL", url)
+        .env("SILT_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "silt {args:?} failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_produce_consume_commands() {
+    let dir = tempdir();
+    let server = Silt::dev(dir.path(), &[]);
+    let url = server.url.clone();
+    let created = silt(
+        &url,
+        &[
+            "topics",
+            "create",
+            "cli",
+            "--partitions",
+            "2",
+            "--compression",
+            "zstd",
+        ],
+        None,
+    );
+    assert!(created.contains("\"compression\": \"zstd\""), "{created}");
+    let lines: String = (0..300)
+        .map(|i| format!("user-{}:event {i}\n", i % 7))
+        .collect();
+    silt(
+        &url,
+        &["produce", "cli", "--key-separator", ":", "--batch", "64"],
+        Some(&lines),
+    );
+    let described: serde_json::Value =
+        serde_json::from_str(&silt(&url, &["topics", "describe", "cli"], None)).unwrap();
+    let total: u64 = described["partition_states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["high_watermark"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 300);
+    let out = silt(
+        &url,
+        &[
+            "consume",
+            "cli",
+            "--from-beginning",
+            "--exit-at-end",
+            "--print-key",
+        ],
+        None,
+    );
+    let mut got: Vec<&str> = out.lines().collect();
+    assert_eq!(got.len(), 300);
+    // Per key, events keep the order they were produced in.
+    for k in 0..7 {
+        let key = format!("user-{k}\t");
+        let events: Vec<u32> = got
+            .iter()
+            .filter_map(|l| l.strip_prefix(&key))
+            .map(|e| e.trim_start_matches("event ").parse().unwrap())
+            .collect();
+        assert!(
+            events.windows(2).all(|w| w[0] < w[1]),
+            "key {k}: {events:?}"
+        );
+        assert_eq!(events.len(), (0..300).filter(|i| i % 7 == k).count());
+    }
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 300, "no duplicates");
+    let one = silt(
+        &url,
+        &[
+            "consume",
+            "cli",
+            "--partition",
+            "0",
+            "--offset",
+            "0",
+            "--exit-at-end",
+        ],
+        None,
+    );
+    assert_eq!(
+        one.lines().count() as u64,
+        described["partition_states"][0]["high_watermark"]
+            .as_u64()
+            .unwrap()
+    );
+    assert!(silt(&url, &["topics", "list"], None).contains("\"cli\""));
+    silt(&url, &["topics", "delete", "cli"], None);
+    assert!(!silt(&url, &["topics", "list"], None).contains("\"cli\""));
+}
