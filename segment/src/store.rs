@@ -11,6 +11,7 @@
 //!
 //! Keys are relative to the URL's prefix: `segments/<id>`, `archive/…`.
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 
@@ -32,6 +34,8 @@ pub struct ObjectStorage {
     prefix: Path,
     /// Set for `file://`: the root directory, whose files are fsynced on put.
     local_root: Option<PathBuf>,
+    /// Directories whose own entry in their parent is known to be durable.
+    durable_dirs: Arc<Mutex<HashSet<PathBuf>>>,
     url: Arc<str>,
 }
 
@@ -64,6 +68,7 @@ impl ObjectStorage {
                     inner: Arc::new(fs),
                     prefix: Path::default(),
                     local_root: Some(dir),
+                    durable_dirs: Arc::default(),
                     url: url.into(),
                 })
             }
@@ -81,6 +86,7 @@ impl ObjectStorage {
                     inner: Arc::new(s3),
                     prefix,
                     local_root: None,
+                    durable_dirs: Arc::default(),
                     url: url.into(),
                 })
             }
@@ -96,6 +102,7 @@ impl ObjectStorage {
             inner: Arc::new(InMemory::new()),
             prefix: Path::default(),
             local_root: None,
+            durable_dirs: Arc::default(),
             url: "memory://".into(),
         }
     }
@@ -115,8 +122,9 @@ impl ObjectStorage {
             .put(&self.path(key), PutPayload::from(bytes))
             .await?;
         if let Some(root) = &self.local_root {
-            let file = root.join(key);
-            tokio::task::spawn_blocking(move || fsync_file_and_parents(&file))
+            let (file, root) = (root.join(key), root.clone());
+            let durable = self.durable_dirs.clone();
+            tokio::task::spawn_blocking(move || fsync_new_file(&file, &root, &durable))
                 .await
                 .map_err(|e| Error::Io(std::io::Error::other(e)))??;
         }
@@ -163,15 +171,23 @@ impl ObjectStorage {
     }
 }
 
-/// Fsyncs a file, then every directory from its parent up to the first that
-/// existed before (fsyncing the whole chain is cheap and always correct).
-fn fsync_file_and_parents(file: &FsPath) -> std::io::Result<()> {
+/// Makes a just-written file durable: fsync the file, then its directory
+/// (which holds the new entry). The first time a directory is seen, its own
+/// entry is made durable too, walking up to the store's root; after that the
+/// chain is known durable and one directory fsync per file suffices.
+fn fsync_new_file(
+    file: &FsPath,
+    root: &FsPath,
+    durable: &Mutex<HashSet<PathBuf>>,
+) -> std::io::Result<()> {
     std::fs::File::open(file)?.sync_all()?;
-    if let Some(dir) = file.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-        if let Some(up) = dir.parent() {
-            std::fs::File::open(up)?.sync_all()?;
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        std::fs::File::open(d)?.sync_all()?;
+        if d == root || !d.starts_with(root) || !durable.lock().insert(d.to_path_buf()) {
+            break;
         }
+        dir = d.parent();
     }
     Ok(())
 }

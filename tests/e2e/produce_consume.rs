@@ -218,3 +218,39 @@ async fn server_sent_events() {
     }
     assert_eq!(values, ["a", "b", "c"]);
 }
+
+/// SIGTERM while a producer waits for its (slow) flush: the producer gets its
+/// offsets, the process exits cleanly, and the records survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_and_answers_waiting_producers() {
+    let dir = tempdir();
+    let mut silt = Silt::dev(dir.path(), &["--flush-interval-ms", "60000"]);
+    let c = silt.client();
+    c.create_topic("drain", 1).await;
+    let producer = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.post(
+                "/v1/topics/drain/records",
+                &json!({"records": [{"value": "in flight"}]}),
+            )
+            .await
+        })
+    };
+    // The request is buffered, waiting for a flush a minute away.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!producer.is_finished());
+    tokio::task::block_in_place(|| silt.stop());
+    let answer = producer.await.unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(
+        answer.body["offsets"],
+        json!([{"partition": 0, "offset": 0}])
+    );
+    let silt = Silt::dev(dir.path(), &[]);
+    let a = silt
+        .client()
+        .get("/v1/topics/drain/partitions/0/records?offset=0")
+        .await;
+    assert_eq!(a.body["records"][0]["value"], "in flight");
+}

@@ -179,29 +179,19 @@ pub async fn fetch(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
-    if wants_sse {
+    // SSE resumes after Last-Event-ID, and never long-polls its first read,
+    // so that errors (unknown topic, offset out of range) still get a status.
+    let (offset, wait) = if wants_sse {
         let resume = headers
             .get("last-event-id")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(|o| o + 1);
-        let offset = start_offset(&s.agent, &topic, partition, resume.or(f.offset)).await?;
-        // Validate topic, partition and offset up front: errors get a status code.
-        let first = s
-            .agent
-            .fetch(
-                &topic,
-                partition,
-                FetchRequest {
-                    offset,
-                    limits: f.limits,
-                    wait: Duration::ZERO,
-                },
-            )
-            .await?;
-        return Ok(sse(s, topic, partition, f, first).into_response());
-    }
-    let offset = start_offset(&s.agent, &topic, partition, f.offset).await?;
+        (resume.or(f.offset), Duration::ZERO)
+    } else {
+        (f.offset, f.wait)
+    };
+    let offset = start_offset(&s.agent, &topic, partition, offset).await?;
     let r = s
         .agent
         .fetch(
@@ -210,10 +200,13 @@ pub async fn fetch(
             FetchRequest {
                 offset,
                 limits: f.limits,
-                wait: f.wait,
+                wait,
             },
         )
         .await?;
+    if wants_sse {
+        return Ok(sse(s, topic, partition, f, r).into_response());
+    }
     let records = r
         .records
         .into_iter()
