@@ -11,9 +11,7 @@
 //!
 //! Keys are relative to the URL's prefix: `segments/<id>`, `archive/…`.
 
-use std::collections::HashSet;
 use std::ops::Range;
-use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,7 +21,6 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 
@@ -32,10 +29,6 @@ use crate::error::{Error, Result};
 pub struct ObjectStorage {
     inner: Arc<dyn ObjectStore>,
     prefix: Path,
-    /// Set for `file://`: the root directory, whose files are fsynced on put.
-    local_root: Option<PathBuf>,
-    /// Directories whose own entry in their parent is known to be durable.
-    durable_dirs: Arc<Mutex<HashSet<PathBuf>>>,
     url: Arc<str>,
 }
 
@@ -63,12 +56,12 @@ impl ObjectStorage {
                     .to_file_path()
                     .map_err(|()| invalid("not an absolute local path".into()))?;
                 std::fs::create_dir_all(&dir)?;
-                let fs = LocalFileSystem::new_with_prefix(&dir)?;
+                // fsync the file, then its directory (and any directory it created),
+                // before the put returns.
+                let fs = LocalFileSystem::new_with_prefix(&dir)?.with_fsync(true);
                 Ok(Self {
                     inner: Arc::new(fs),
                     prefix: Path::default(),
-                    local_root: Some(dir),
-                    durable_dirs: Arc::default(),
                     url: url.into(),
                 })
             }
@@ -85,8 +78,6 @@ impl ObjectStorage {
                 Ok(Self {
                     inner: Arc::new(s3),
                     prefix,
-                    local_root: None,
-                    durable_dirs: Arc::default(),
                     url: url.into(),
                 })
             }
@@ -101,8 +92,6 @@ impl ObjectStorage {
         Self {
             inner: Arc::new(InMemory::new()),
             prefix: Path::default(),
-            local_root: None,
-            durable_dirs: Arc::default(),
             url: "memory://".into(),
         }
     }
@@ -121,13 +110,6 @@ impl ObjectStorage {
         self.inner
             .put(&self.path(key), PutPayload::from(bytes))
             .await?;
-        if let Some(root) = &self.local_root {
-            let (file, root) = (root.join(key), root.clone());
-            let durable = self.durable_dirs.clone();
-            tokio::task::spawn_blocking(move || fsync_new_file(&file, &root, &durable))
-                .await
-                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-        }
         Ok(())
     }
 
@@ -169,27 +151,6 @@ impl ObjectStorage {
             })
             .collect())
     }
-}
-
-/// Makes a just-written file durable: fsync the file, then its directory
-/// (which holds the new entry). The first time a directory is seen, its own
-/// entry is made durable too, walking up to the store's root; after that the
-/// chain is known durable and one directory fsync per file suffices.
-fn fsync_new_file(
-    file: &FsPath,
-    root: &FsPath,
-    durable: &Mutex<HashSet<PathBuf>>,
-) -> std::io::Result<()> {
-    std::fs::File::open(file)?.sync_all()?;
-    let mut dir = file.parent();
-    while let Some(d) = dir {
-        std::fs::File::open(d)?.sync_all()?;
-        if d == root || !d.starts_with(root) || !durable.lock().insert(d.to_path_buf()) {
-            break;
-        }
-        dir = d.parent();
-    }
-    Ok(())
 }
 
 #[cfg(test)]
