@@ -4,17 +4,19 @@
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{StatusCode, header, request::Parts};
+use bytes::Bytes;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::problem::Problem;
 
-/// JSON body: `Content-Type` must be JSON (or absent), size is bounded by the
-/// router's body limit (413), syntax errors are `invalid_json`, shape errors
-/// `invalid_request`.
+/// A JSON request body, not yet parsed: `Content-Type` must be JSON (or
+/// absent) and the size is bounded by the router's body limit (413). Parse
+/// it with [`JsonBody::parse`], which may borrow from the bytes.
 #[derive(Debug)]
-pub struct Json<T>(pub T);
+pub struct JsonBody(pub Bytes);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
@@ -29,37 +31,48 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 ));
             }
         }
-        let bytes = bytes::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| match e {
-                BytesRejection::FailedToBufferBody(f)
-                    if f.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-                {
-                    Problem::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        "the request body exceeds the limit (see --max-request-bytes)",
-                    )
-                }
-                other => Problem::bad_request("invalid_body", other.body_text()),
-            })?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error(&mut de) {
-            Ok(v) => Ok(Json(v)),
-            Err(e) if e.is_syntax() || e.is_eof() => {
-                Err(Problem::bad_request("invalid_json", e.to_string()))
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(f)
+                if f.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body exceeds the limit (see --max-request-bytes)",
+                )
             }
-            Err(e) => Err(Problem::bad_request("invalid_request", e.to_string())),
-        }
+            other => Problem::bad_request("invalid_body", other.body_text()),
+        })?;
+        Ok(JsonBody(bytes))
     }
 }
 
-fn serde_path_to_error<T: DeserializeOwned>(
-    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
-) -> serde_json::Result<T> {
-    let v = T::deserialize(&mut *de)?;
-    de.end()?;
-    Ok(v)
+impl JsonBody {
+    /// Syntax errors are `invalid_json`, shape errors `invalid_request`.
+    pub fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Problem> {
+        let mut de = serde_json::Deserializer::from_slice(&self.0);
+        let parsed = T::deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+        parsed.map_err(|e| {
+            let code = if e.is_syntax() || e.is_eof() {
+                "invalid_json"
+            } else {
+                "invalid_request"
+            };
+            Problem::bad_request(code, e.to_string())
+        })
+    }
+}
+
+/// A parsed JSON body (see [`JsonBody`] for the checks and error codes).
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        JsonBody::from_request(req, state).await?.parse().map(Json)
+    }
 }
 
 /// Query string, rejections as `invalid_query`.

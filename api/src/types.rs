@@ -6,10 +6,13 @@
 //! padded) it carries arbitrary bytes. `null` is a null key, a tombstone
 //! value, or a null header value.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::de::{Error as _, Unexpected, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use silt_agent::{ProduceRecord, StoredRecord};
 use silt_metadata::{PartitionState, TopicConfig, TopicInfo};
 use silt_segment::Header;
@@ -26,11 +29,20 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    fn decode(self, s: Option<String>, what: &str, index: usize) -> Result<Option<Bytes>, Problem> {
-        let Some(s) = s else { return Ok(None) };
-        match self {
-            Encoding::Utf8 => Ok(Some(Bytes::from(s))),
-            Encoding::Base64 => STANDARD
+    /// Decodes a produced string. UTF-8 text borrowed from the request body
+    /// becomes a slice of it: no copy.
+    fn decode(
+        self,
+        s: Option<Text<'_>>,
+        body: &Bytes,
+        what: &str,
+        index: usize,
+    ) -> Result<Option<Bytes>, Problem> {
+        let Some(Text(s)) = s else { return Ok(None) };
+        match (self, s) {
+            (Encoding::Utf8, Cow::Borrowed(b)) => Ok(Some(body.slice_ref(b.as_bytes()))),
+            (Encoding::Utf8, Cow::Owned(o)) => Ok(Some(Bytes::from(o))),
+            (Encoding::Base64, s) => STANDARD
                 .decode(s.as_bytes())
                 .map(|b| Some(Bytes::from(b)))
                 .map_err(|e| {
@@ -68,37 +80,55 @@ pub struct EncodingQuery {
     pub encoding: Encoding,
 }
 
-/// A string field that must be present but may be `null`. (A plain
-/// `Option` would silently accept a missing field.)
+/// A JSON string, borrowed from the request body when it has no escapes.
 #[derive(Debug)]
-pub struct Nullable(pub Option<String>);
+pub struct Text<'a>(pub Cow<'a, str>);
 
-impl<'de> Deserialize<'de> for Nullable {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Nullable;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string or null")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Nullable, E> {
-                Ok(Nullable(Some(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Nullable, E> {
-                Ok(Nullable(Some(v)))
-            }
-            fn visit_unit<E>(self) -> Result<Nullable, E> {
-                Ok(Nullable(None))
-            }
-            fn visit_none<E>(self) -> Result<Nullable, E> {
-                Ok(Nullable(None))
-            }
-        }
-        d.deserialize_any(V)
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Nullable<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string or null")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Nullable(Some(Text(Cow::Borrowed(v)))))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Nullable(Some(Text(Cow::Owned(v.to_owned())))))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Nullable(Some(Text(Cow::Owned(v)))))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Nullable(None))
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Nullable(None))
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match d.deserialize_str(TextVisitor)? {
+            Nullable(Some(t)) => Ok(t),
+            Nullable(None) => Err(D::Error::invalid_type(Unexpected::Unit, &"a string")),
+        }
+    }
+}
+
+/// A string field that must be present but may be `null`. (A plain
+/// `Option` would silently accept a missing field.)
+#[derive(Debug)]
+pub struct Nullable<'a>(pub Option<Text<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Nullable<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor)
+    }
+}
+
+#[derive(Debug, Serialize)]
 pub struct HeaderJson {
     pub key: String,
     pub value: Option<String>,
@@ -106,36 +136,47 @@ pub struct HeaderJson {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RecordIn {
-    #[serde(default)]
-    pub key: Option<String>,
-    pub value: Nullable,
+pub struct HeaderIn<'a> {
+    pub key: String,
+    #[serde(borrow)]
+    pub value: Nullable<'a>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordIn<'a> {
+    #[serde(default, borrow)]
+    pub key: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub value: Nullable<'a>,
     #[serde(default)]
     pub partition: Option<u32>,
-    #[serde(default)]
-    pub headers: Vec<HeaderJson>,
+    #[serde(default, borrow)]
+    pub headers: Vec<HeaderIn<'a>>,
     #[serde(default)]
     pub timestamp: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProduceBody {
-    pub records: Vec<RecordIn>,
+pub struct ProduceBody<'a> {
+    #[serde(borrow)]
+    pub records: Vec<RecordIn<'a>>,
 }
 
 /// Per-request limits on produce bodies.
 #[derive(Debug, Clone, Copy)]
 pub struct ProduceLimits {
-    pub max_records: usize,
     pub max_record_bytes: usize,
     pub max_headers: usize,
 }
 
-impl RecordIn {
+impl RecordIn<'_> {
+    /// `body` is the request body the strings borrow from.
     pub fn into_record(
         self,
         enc: Encoding,
+        body: &Bytes,
         i: usize,
         limits: &ProduceLimits,
     ) -> Result<ProduceRecord, Problem> {
@@ -155,14 +196,14 @@ impl RecordIn {
             .map(|h| {
                 Ok(Header {
                     key: h.key,
-                    value: enc.decode(h.value, "headers.value", i)?,
+                    value: enc.decode(h.value.0, body, "headers.value", i)?,
                 })
             })
             .collect::<Result<Vec<_>, Problem>>()?;
         let r = ProduceRecord {
             partition: self.partition,
-            key: enc.decode(self.key, "key", i)?,
-            value: enc.decode(self.value.0, "value", i)?,
+            key: enc.decode(self.key, body, "key", i)?,
+            value: enc.decode(self.value.0, body, "value", i)?,
             headers,
             timestamp: self.timestamp,
         };

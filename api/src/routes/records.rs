@@ -9,24 +9,25 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use silt_agent::{Agent, FetchRequest, Limits};
+use silt_agent::{Agent, FetchRequest, Limits, ProduceRecord};
 
 use crate::AppState;
-use crate::extract::{Json, Path, Query};
+use crate::extract::{JsonBody, Path, Query};
 use crate::problem::{ApiResult, Problem};
 use crate::types::{
     Encoding, EncodingQuery, FetchResponse, OffsetOut, OffsetsOut, ProduceBody, ProduceLimits,
     ProduceResponse, RecordOut,
 };
 
-async fn produce_inner(
+/// Parses and checks a produce body; strings borrow from it where possible.
+fn parse_records(
     s: &AppState,
-    topic: &str,
     forced: Option<u32>,
     enc: Encoding,
-    body: ProduceBody,
-) -> ApiResult<axum::Json<ProduceResponse>> {
+    raw: &JsonBody,
+) -> ApiResult<Vec<ProduceRecord>> {
     let c = &s.config;
+    let body: ProduceBody<'_> = raw.parse()?;
     if body.records.is_empty() {
         return Err(Problem::bad_request(
             "no_records",
@@ -45,13 +46,12 @@ async fn produce_inner(
         ));
     }
     let limits = ProduceLimits {
-        max_records: c.max_records_per_request,
         max_record_bytes: c.max_record_bytes,
         max_headers: c.max_headers,
     };
     let mut records = Vec::with_capacity(body.records.len());
     for (i, r) in body.records.into_iter().enumerate() {
-        let mut r = r.into_record(enc, i, &limits)?;
+        let mut r = r.into_record(enc, &raw.0, i, &limits)?;
         if let Some(p) = forced {
             if r.partition.is_some_and(|q| q != p) {
                 return Err(Problem::bad_request(
@@ -63,6 +63,18 @@ async fn produce_inner(
         }
         records.push(r);
     }
+    Ok(records)
+}
+
+async fn produce_inner(
+    s: &AppState,
+    topic: &str,
+    forced: Option<u32>,
+    enc: Encoding,
+    body: JsonBody,
+) -> ApiResult<axum::Json<ProduceResponse>> {
+    let records = parse_records(s, forced, enc, &body)?;
+    drop(body); // the records hold slices of it; nothing else needs it
     let offsets = s.agent.produce(topic, records).await?;
     Ok(axum::Json(ProduceResponse {
         offsets: offsets
@@ -77,7 +89,7 @@ pub async fn produce(
     State(s): State<AppState>,
     Path(topic): Path<String>,
     Query(q): Query<EncodingQuery>,
-    Json(body): Json<ProduceBody>,
+    body: JsonBody,
 ) -> ApiResult<axum::Json<ProduceResponse>> {
     produce_inner(&s, &topic, None, q.encoding, body).await
 }
@@ -87,7 +99,7 @@ pub async fn produce_to_partition(
     State(s): State<AppState>,
     Path((topic, partition)): Path<(String, u32)>,
     Query(q): Query<EncodingQuery>,
-    Json(body): Json<ProduceBody>,
+    body: JsonBody,
 ) -> ApiResult<axum::Json<ProduceResponse>> {
     produce_inner(&s, &topic, Some(partition), q.encoding, body).await
 }
