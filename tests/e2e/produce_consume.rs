@@ -157,7 +157,11 @@ async fn base64_and_utf8_encodings() {
     assert_eq!(a.body["records"][0]["key"], "AQI=");
     assert_eq!(a.body["records"][0]["headers"][0]["value"], "AA==");
     // Escaped strings take the copying path, plain ones are sliced from the body.
-    c.produce("bin", &json!([{"key": "tab\there", "value": "line 1\nline \"2\" \u00e9"}])).await;
+    c.produce(
+        "bin",
+        &json!([{"key": "tab\there", "value": "line 1\nline \"2\" \u{e9}"}]),
+    )
+    .await;
     let a = c.get("/v1/topics/bin/partitions/0/records?offset=1").await;
     assert_eq!(a.body["records"][0]["value"], "héllo ✓");
     assert_eq!(a.body["records"][1]["key"], "tab\there");
