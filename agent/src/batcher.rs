@@ -158,7 +158,8 @@ pub(crate) async fn run(
                 let (done_tx, done_rx) = oneshot::channel();
                 let prev = prev_commit.replace(done_rx);
                 let batch = std::mem::take(&mut pending);
-                let span = tracing::info_span!("flush", records = tracing::field::Empty, bytes = batch.bytes);
+                let records: u64 = batch.waiters.iter().map(|w| w.records).sum();
+                let span = tracing::info_span!("flush", records, bytes = batch.bytes, chunks = batch.chunks.len());
                 flushes.spawn(flush(ctx.clone(), batch, slot, prev, done_tx).instrument(span));
             }
             () = shutdown.cancelled(), if !closing => {
