@@ -1,0 +1,24 @@
+output "bucket" {
+  description = "The S3 bucket holding segments, the Parquet archive and FoundationDB backups."
+  value       = aws_s3_bucket.data.bucket
+}
+
+output "archive_path" {
+  description = "Where the compactor writes the Parquet archive (Hive layout: topic=<t>/partition=<p>/)."
+  value       = "s3://${aws_s3_bucket.data.bucket}/archive/"
+}
+
+output "kms_key_arn" {
+  description = "The customer-managed KMS key encrypting the bucket and the logs."
+  value       = aws_kms_key.silt.arn
+}
+
+output "vpc_id" {
+  description = "The VPC Silt runs in."
+  value       = aws_vpc.this.id
+}
+
+output "express_bucket" {
+  description = "The S3 Express One Zone directory bucket, when enabled."
+  value       = var.enable_express_one_zone ? aws_s3_directory_bucket.express[0].bucket : null
+}
