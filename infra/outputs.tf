@@ -5,7 +5,7 @@ output "bucket" {
 
 output "archive_path" {
   description = "Where the compactor writes the Parquet archive (Hive layout: topic=<t>/partition=<p>/)."
-  value       = "s3://${aws_s3_bucket.data.bucket}/archive/"
+  value       = "s3://${aws_s3_bucket.data.bucket}/${local.data_prefix}/archive/"
 }
 
 output "kms_key_arn" {
@@ -21,4 +21,19 @@ output "vpc_id" {
 output "express_bucket" {
   description = "The S3 Express One Zone directory bucket, when enabled."
   value       = var.enable_express_one_zone ? aws_s3_directory_bucket.express[0].bucket : null
+}
+
+output "endpoint_url" {
+  description = "The HTTPS endpoint of the Silt API (point a DNS name covered by the certificate at it)."
+  value       = "https://${aws_lb.this.dns_name}"
+}
+
+output "glue_table" {
+  description = "The Glue table over the archive, as database.table (Athena, Spark on EMR)."
+  value       = "${aws_glue_catalog_database.archive.name}.${aws_glue_catalog_table.records.name}"
+}
+
+output "cluster_file_parameter" {
+  description = "SSM parameter holding the FoundationDB cluster file."
+  value       = aws_ssm_parameter.cluster_file.name
 }

@@ -57,3 +57,150 @@ variable "express_one_zone_az_id" {
     error_message = "express_one_zone_az_id must look like use1-az4."
   }
 }
+
+variable "image" {
+  description = "Container image of the `silt` binary (built from infra/Dockerfile, with FoundationDB support), e.g. <account>.dkr.ecr.<region>.amazonaws.com/silt:0.1.0."
+  type        = string
+  validation {
+    condition     = can(regex("^[^\\s]+:[^\\s]+$", var.image)) && !endswith(var.image, ":latest")
+    error_message = "image must name an explicit tag (not :latest) so deployments are reproducible."
+  }
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate for the load balancer's HTTPS listener (the endpoint is HTTPS only)."
+  type        = string
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:acm:", var.certificate_arn))
+    error_message = "certificate_arn must be an ACM certificate ARN."
+  }
+}
+
+variable "internal_load_balancer" {
+  description = "Put the load balancer inside the VPC only (producers and consumers in the VPC or peered networks). When false it is internet-facing, reachable from allowed_cidrs."
+  type        = bool
+  default     = false
+}
+
+variable "allowed_cidrs" {
+  description = "CIDR blocks that may reach the HTTPS endpoint."
+  type        = list(string)
+  validation {
+    condition     = length(var.allowed_cidrs) > 0 && alltrue([for c in var.allowed_cidrs : can(cidrhost(c, 0))])
+    error_message = "Give at least one valid CIDR block (a whole-internet endpoint must say 0.0.0.0/0 explicitly)."
+  }
+}
+
+variable "agent_cpu" {
+  description = "Fargate CPU units per agent task (1024 = 1 vCPU). Produce throughput scales with CPU (JSON parsing and batch encoding)."
+  type        = number
+  default     = 2048
+  validation {
+    condition     = contains([512, 1024, 2048, 4096, 8192, 16384], var.agent_cpu)
+    error_message = "agent_cpu must be a Fargate CPU size: 512, 1024, 2048, 4096, 8192 or 16384."
+  }
+}
+
+variable "agent_memory" {
+  description = "Fargate memory (MiB) per agent task. Must hold max-inflight-bytes + cache-bytes with headroom."
+  type        = number
+  default     = 4096
+  validation {
+    condition     = var.agent_memory >= 1024 && var.agent_memory <= 122880
+    error_message = "agent_memory must be between 1024 and 122880 MiB."
+  }
+}
+
+variable "agent_min_count" {
+  description = "Fewest agent tasks. At least 3, one per zone, so a zone outage leaves capacity."
+  type        = number
+  default     = 3
+  validation {
+    condition     = var.agent_min_count >= 3
+    error_message = "agent_min_count must be at least 3."
+  }
+}
+
+variable "agent_max_count" {
+  description = "Most agent tasks autoscaling may run."
+  type        = number
+  default     = 24
+  validation {
+    condition     = var.agent_max_count >= 3 && var.agent_max_count <= 500
+    error_message = "agent_max_count must be between 3 and 500."
+  }
+}
+
+variable "agent_cpu_target" {
+  description = "Average CPU utilization (%) autoscaling keeps the agents at. 50-60 leaves headroom for bursts while new tasks start."
+  type        = number
+  default     = 55
+  validation {
+    condition     = var.agent_cpu_target >= 50 && var.agent_cpu_target <= 60
+    error_message = "agent_cpu_target must be between 50 and 60."
+  }
+}
+
+variable "agent_flush_interval_ms" {
+  description = "Longest a produced record waits for its segment (silt --flush-interval-ms). Lower: lower latency, more S3 PUTs."
+  type        = number
+  default     = 20
+  validation {
+    condition     = var.agent_flush_interval_ms >= 1 && var.agent_flush_interval_ms <= 1000
+    error_message = "agent_flush_interval_ms must be between 1 and 1000."
+  }
+}
+
+variable "fdb_version" {
+  description = "FoundationDB version installed on the cluster nodes (the agents' client library must speak it: the image builds against API 7.3)."
+  type        = string
+  default     = "7.3.63"
+  validation {
+    condition     = can(regex("^7\\.3\\.[0-9]+$", var.fdb_version))
+    error_message = "fdb_version must be a 7.3.x release (the client API the image is built for)."
+  }
+}
+
+variable "fdb_server_rpm_sha256" {
+  description = "SHA-256 of foundationdb-server-<version>-1.el7.x86_64.rpm, from the release checksums; nodes refuse a package that does not match."
+  type        = string
+  validation {
+    condition     = can(regex("^[0-9a-f]{64}$", var.fdb_server_rpm_sha256))
+    error_message = "fdb_server_rpm_sha256 must be 64 lowercase hex digits."
+  }
+}
+
+variable "fdb_clients_rpm_sha256" {
+  description = "SHA-256 of foundationdb-clients-<version>-1.el7.x86_64.rpm."
+  type        = string
+  validation {
+    condition     = can(regex("^[0-9a-f]{64}$", var.fdb_clients_rpm_sha256))
+    error_message = "fdb_clients_rpm_sha256 must be 64 lowercase hex digits."
+  }
+}
+
+variable "fdb_storage_instance_type" {
+  description = "Instance type of the storage/log nodes (one per zone). Must have local NVMe storage, where FoundationDB keeps its data."
+  type        = string
+  default     = "i4i.xlarge"
+  validation {
+    condition     = can(regex("^(i3|i3en|i4i|i4g|i7i|i7ie|im4gn|is4gen|[cmrx][5-8][a-z]*d[a-z]*)\\.", var.fdb_storage_instance_type))
+    error_message = "fdb_storage_instance_type must be an NVMe instance-storage type (i3, i3en, i4i, im4gn, is4gen, or a *d type such as m6id)."
+  }
+}
+
+variable "fdb_stateless_instance_type" {
+  description = "Instance type of the stateless FoundationDB processes (proxies, resolvers) and the backup agents."
+  type        = string
+  default     = "c6i.large"
+}
+
+variable "fdb_stateless_count" {
+  description = "Instances running stateless FoundationDB processes and backup agents. Scale with commit throughput."
+  type        = number
+  default     = 2
+  validation {
+    condition     = var.fdb_stateless_count >= 2 && var.fdb_stateless_count <= 50
+    error_message = "fdb_stateless_count must be between 2 and 50."
+  }
+}

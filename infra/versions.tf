@@ -7,6 +7,10 @@ terraform {
       source  = "hashicorp/aws"
       version = ">= 5.70, < 7.0"
     }
+    random = {
+      source  = "hashicorp/random"
+      version = ">= 3.6, < 4.0"
+    }
   }
 }
 

@@ -18,6 +18,14 @@ use silt_api::ApiConfig;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `debug` or `info,silt_agent=trace`. Logs go to stderr.
+    #[arg(
+        long,
+        env = "SILT_LOG",
+        default_value = "info,tower_http=warn",
+        global = true
+    )]
+    pub log: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +109,14 @@ pub struct AgentArgs {
     pub metadata: String,
     #[arg(long, env = "SILT_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// The FoundationDB cluster file's content (e.g. injected from SSM Parameter
+    /// Store). Written to --state-dir/fdb.cluster, which `fdb:` then uses; the
+    /// client rewrites that file itself when coordinators change.
+    #[arg(long, env = "SILT_FDB_CLUSTER_FILE_CONTENT", hide_env_values = true)]
+    pub fdb_cluster_file_content: Option<String>,
+    /// A writable directory for files the agent creates (the cluster file).
+    #[arg(long, env = "SILT_STATE_DIR", default_value = "/tmp/silt")]
+    pub state_dir: std::path::PathBuf,
     #[command(flatten)]
     pub tuning: Tuning,
 }

@@ -18,8 +18,10 @@ fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SILT_LOG")
-                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
+                eprintln!("invalid --log filter {:?} ({e}); using `info`", cli.log);
+                tracing_subscriber::EnvFilter::new("info")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

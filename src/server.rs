@@ -28,7 +28,20 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
 }
 
 pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
-    serve(&a.object_store, &a.metadata, a.listen, &a.tuning).await
+    let mut metadata = a.metadata.clone();
+    if let Some(content) = &a.fdb_cluster_file_content {
+        anyhow::ensure!(
+            metadata == "fdb:" || metadata == "fdb://",
+            "--fdb-cluster-file-content needs --metadata fdb: (the file it writes is the cluster file)"
+        );
+        std::fs::create_dir_all(&a.state_dir)
+            .with_context(|| format!("creating {}", a.state_dir.display()))?;
+        let path = a.state_dir.join("fdb.cluster");
+        std::fs::write(&path, content.trim().to_owned() + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        metadata = format!("fdb://{}", path.display());
+    }
+    serve(&a.object_store, &metadata, a.listen, &a.tuning).await
 }
 
 fn url_for_dir(dir: &std::path::Path) -> anyhow::Result<String> {

@@ -22,7 +22,7 @@ def load(path):
 @pytest.fixture(scope="session")
 def stack():
     """The module's top-level files, merged: {"resource": {type: {name: body}}, "data": ...}."""
-    merged = {"resource": {}, "data": {}, "variable": {}, "output": {}}
+    merged = {"resource": {}, "data": {}, "variable": {}, "output": {}, "locals": []}
     for path in sorted(INFRA.glob("*.tf")):
         doc = load(path)
         for kind in ("resource", "data"):
@@ -30,6 +30,7 @@ def stack():
                 for rtype, named in block.items():
                     for name, body in named.items():
                         merged[kind].setdefault(rtype, {})[name] = body
+        merged["locals"].extend(doc.get("locals", []))
         for kind in ("variable", "output"):
             for block in doc.get(kind, []):
                 merged[kind].update(block)
