@@ -37,3 +37,8 @@ output "cluster_file_parameter" {
   description = "SSM parameter holding the FoundationDB cluster file."
   value       = aws_ssm_parameter.cluster_file.name
 }
+
+output "image_repository" {
+  description = "ECR repository to push the silt image to (tags are immutable)."
+  value       = aws_ecr_repository.silt.repository_url
+}

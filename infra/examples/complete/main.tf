@@ -72,3 +72,8 @@ output "archive_path" {
   description = "The Parquet archive, for Spark, Athena and DuckDB."
   value       = module.silt.archive_path
 }
+
+output "image_repository" {
+  description = "Push the silt image here."
+  value       = module.silt.image_repository
+}
