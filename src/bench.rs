@@ -129,12 +129,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         let objects = url::Url::from_directory_path(dir.join("objects"))
             .map_err(|()| anyhow::anyhow!("bad dir"))?;
         std::fs::create_dir_all(dir.join("objects"))?;
-        let state = crate::server::build(
-            objects.as_str(),
-            &format!("sqlite://{}", dir.join("meta.db").display()),
-            &a.tuning,
-        )
-        .await?;
+        let meta = format!("sqlite://{}", dir.join("meta.db").display());
+        let (storage, md) = crate::server::open(objects.as_str(), &meta)?;
+        let state = crate::server::build(storage, md, &a.tuning)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let agent = state.agent.clone();

@@ -35,6 +35,8 @@ pub enum Command {
     Dev(DevArgs),
     /// Run a stateless agent against shared metadata and object storage.
     Agent(AgentArgs),
+    /// Run the compactor (background jobs; one active instance at a time).
+    Compactor(CompactorArgs),
     /// Manage topics.
     Topics {
         #[command(subcommand)]
@@ -97,28 +99,89 @@ pub struct DevArgs {
     pub object_store: Option<String>,
     #[command(flatten)]
     pub tuning: Tuning,
+    #[command(flatten)]
+    pub compactor: CompactorTuning,
 }
 
+/// Where the shared state lives; the same for every process of a deployment.
 #[derive(Debug, Args)]
-pub struct AgentArgs {
+pub struct StoreArgs {
     /// Object store URL: file:///dir, s3://bucket/prefix or memory://.
     #[arg(long, env = "SILT_OBJECT_STORE")]
     pub object_store: String,
     /// Metadata URL: fdb:[//cluster-file] or sqlite:///path/meta.db.
     #[arg(long, env = "SILT_METADATA")]
     pub metadata: String,
-    #[arg(long, env = "SILT_LISTEN", default_value = "0.0.0.0:8080")]
-    pub listen: SocketAddr,
     /// The FoundationDB cluster file's content (e.g. injected from SSM Parameter
     /// Store). Written to --state-dir/fdb.cluster, which `fdb:` then uses; the
     /// client rewrites that file itself when coordinators change.
     #[arg(long, env = "SILT_FDB_CLUSTER_FILE_CONTENT", hide_env_values = true)]
     pub fdb_cluster_file_content: Option<String>,
-    /// A writable directory for files the agent creates (the cluster file).
+    /// A writable directory for files the process creates (the cluster file).
     #[arg(long, env = "SILT_STATE_DIR", default_value = "/tmp/silt")]
     pub state_dir: std::path::PathBuf,
+}
+
+impl StoreArgs {
+    /// The metadata URL to open, writing the injected cluster file first.
+    pub fn metadata_url(&self) -> anyhow::Result<String> {
+        use anyhow::Context;
+        let Some(content) = &self.fdb_cluster_file_content else {
+            return Ok(self.metadata.clone());
+        };
+        anyhow::ensure!(
+            self.metadata == "fdb:" || self.metadata == "fdb://",
+            "--fdb-cluster-file-content needs --metadata fdb: (the file it writes is the cluster file)"
+        );
+        std::fs::create_dir_all(&self.state_dir)
+            .with_context(|| format!("creating {}", self.state_dir.display()))?;
+        let path = self.state_dir.join("fdb.cluster");
+        std::fs::write(&path, content.trim().to_owned() + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(format!("fdb://{}", path.display()))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long, env = "SILT_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
     #[command(flatten)]
     pub tuning: Tuning,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactorArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub tuning: CompactorTuning,
+}
+
+/// Compactor tuning; see `silt_compactor::CompactorConfig`.
+#[derive(Debug, Clone, Args)]
+pub struct CompactorTuning {
+    /// Seconds between compactor job runs.
+    #[arg(long, env = "SILT_COMPACTOR_INTERVAL_SECS", default_value_t = 60)]
+    pub compactor_interval_secs: u64,
+    /// Minimum age (seconds) of an uncommitted segment before it is deleted.
+    #[arg(long, env = "SILT_GC_GRACE_SECS", default_value_t = 3600)]
+    pub gc_grace_secs: u64,
+}
+
+impl CompactorTuning {
+    pub fn config(&self) -> anyhow::Result<silt_compactor::CompactorConfig> {
+        anyhow::ensure!(
+            self.gc_grace_secs >= 60,
+            "--gc-grace-secs must be at least 60: in-flight commits need time"
+        );
+        Ok(silt_compactor::CompactorConfig {
+            interval: Duration::from_secs(self.compactor_interval_secs.max(1)),
+            gc_grace: Duration::from_secs(self.gc_grace_secs),
+        })
+    }
 }
 
 /// Tuning shared by every server command; see `AgentConfig` and `ApiConfig`
@@ -177,6 +240,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(a) => crate::server::dev(a).await,
         Command::Agent(a) => crate::server::agent(a).await,
+        Command::Compactor(a) => crate::server::compactor(a).await,
         Command::Topics { command, client } => crate::client::topics(&client, command).await,
         Command::Produce(a) => crate::client::produce(a).await,
         Command::Consume(a) => crate::client::consume(a).await,

@@ -13,7 +13,9 @@ use silt_metadata::runner::RetryPolicy;
 use silt_segment::store::ObjectStorage;
 use tokio::net::TcpListener;
 
-use crate::cli::{AgentArgs, DevArgs, Tuning};
+use crate::cli::{AgentArgs, CompactorArgs, DevArgs, Tuning};
+use silt_agent::Env;
+use silt_compactor::{Compactor, CompactorConfig};
 
 pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.data_dir)
@@ -24,24 +26,52 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
         None => url_for_dir(&dir.join("objects"))?,
     };
     let metadata = format!("sqlite://{}", dir.join("meta.db").display());
-    serve(&objects, &metadata, a.listen, &a.tuning).await
+    serve(
+        &objects,
+        &metadata,
+        a.listen,
+        &a.tuning,
+        Some(a.compactor.config()?),
+    )
+    .await
 }
 
 pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
-    let mut metadata = a.metadata.clone();
-    if let Some(content) = &a.fdb_cluster_file_content {
-        anyhow::ensure!(
-            metadata == "fdb:" || metadata == "fdb://",
-            "--fdb-cluster-file-content needs --metadata fdb: (the file it writes is the cluster file)"
-        );
-        std::fs::create_dir_all(&a.state_dir)
-            .with_context(|| format!("creating {}", a.state_dir.display()))?;
-        let path = a.state_dir.join("fdb.cluster");
-        std::fs::write(&path, content.trim().to_owned() + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
-        metadata = format!("fdb://{}", path.display());
-    }
-    serve(&a.object_store, &metadata, a.listen, &a.tuning).await
+    serve(
+        &a.store.object_store,
+        &a.store.metadata_url()?,
+        a.listen,
+        &a.tuning,
+        None,
+    )
+    .await
+}
+
+/// `silt compactor`: runs until SIGTERM/ctrl-c, then gives its lease up.
+pub async fn compactor(a: CompactorArgs) -> anyhow::Result<()> {
+    let (storage, md) = open(&a.store.object_store, &a.store.metadata_url()?)?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let compactor = new_compactor(a.tuning.config()?, md, storage);
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { compactor.run(stop).await }
+    });
+    tracing::info!("compactor running");
+    shutdown_signal().await;
+    stop.cancel();
+    task.await?;
+    Ok(())
+}
+
+fn new_compactor(config: CompactorConfig, md: Arc<Metadata>, storage: ObjectStorage) -> Compactor {
+    let env = SystemEnv;
+    Compactor::new(
+        config,
+        md,
+        storage,
+        env.random_u64(),
+        Arc::new(move || env.now_ms()),
+    )
 }
 
 fn url_for_dir(dir: &std::path::Path) -> anyhow::Result<String> {
@@ -51,13 +81,25 @@ fn url_for_dir(dir: &std::path::Path) -> anyhow::Result<String> {
         .to_string())
 }
 
-/// Builds an agent and its state from URLs (also used by `silt bench --embedded`).
-pub async fn build(objects: &str, metadata: &str, tuning: &Tuning) -> anyhow::Result<AppState> {
+/// Opens the object store and the metadata store that URLs name.
+pub fn open(objects: &str, metadata: &str) -> anyhow::Result<(ObjectStorage, Arc<Metadata>)> {
     let storage =
         ObjectStorage::from_url(objects).with_context(|| format!("object store {objects}"))?;
     let kv = silt_metadata::open_kv(metadata).with_context(|| format!("metadata {metadata}"))?;
+    Ok((
+        storage,
+        Arc::new(Metadata::new(kv, RetryPolicy::default(), rand::random())),
+    ))
+}
+
+/// Starts an agent and builds the API state around it (also used by
+/// `silt bench --embedded`).
+pub fn build(
+    storage: ObjectStorage,
+    md: Arc<Metadata>,
+    tuning: &Tuning,
+) -> anyhow::Result<AppState> {
     let env = Arc::new(SystemEnv);
-    let md = Arc::new(Metadata::new(kv, RetryPolicy::default(), rand::random()));
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let http = HttpMetrics::new(&mut registry);
@@ -75,9 +117,18 @@ async fn serve(
     metadata: &str,
     listen: std::net::SocketAddr,
     tuning: &Tuning,
+    compactor: Option<CompactorConfig>,
 ) -> anyhow::Result<()> {
-    let state = build(objects, metadata, tuning).await?;
+    let (storage, md) = open(objects, metadata)?;
+    let state = build(storage.clone(), md.clone(), tuning)?;
     let agent = state.agent.clone();
+    // `silt dev` runs the compactor in the same process.
+    let stop_compactor = tokio_util::sync::CancellationToken::new();
+    let compactor = compactor.map(|config| {
+        let c = new_compactor(config, md, storage);
+        let stop = stop_compactor.clone();
+        tokio::spawn(async move { c.run(stop).await })
+    });
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -101,6 +152,10 @@ async fn serve(
         server.await
     })
     .await;
+    stop_compactor.cancel();
+    if let Some(task) = compactor {
+        let _ = task.await;
+    }
     match drained {
         Ok(Ok(Ok(()))) => tracing::info!("stopped cleanly"),
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error during shutdown"),

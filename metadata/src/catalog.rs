@@ -129,6 +129,15 @@ impl Metadata {
         &self.runner.kv
     }
 
+    /// Runs a transaction body with this store's retry policy.
+    pub(crate) async fn run<T, F>(&self, name: &'static str, read_only: bool, body: F) -> Result<T>
+    where
+        T: Send,
+        F: for<'t> FnMut(&'t mut dyn Txn, Attempt) -> crate::runner::TxnFuture<'t, T> + Send,
+    {
+        self.runner.run(name, read_only, body).await
+    }
+
     /// Creates a topic. `nonce` must be random per call (idempotence).
     pub async fn create_topic(
         &self,

@@ -13,6 +13,7 @@
 //! | 0x04 | `Index(topic_id, partition, base)`    | `IndexEntry`: where offsets `base..base+count` live |
 //! | 0x05 | `Segment(segment_id)`                 | `SegmentRecord`: the commit's outcome (idempotence) |
 //! | 0x06 | `Counter(name)`                       | u64 BE                           |
+//! | 0x07 | `Lease(name)`                         | `LeaseRecord`: who runs a singleton job, until when |
 //!
 //! Invariants kept by [`crate::Metadata`]: for every partition, the `Index`
 //! entries tile `[log_start_offset, high_watermark)` without gaps or overlap,
@@ -29,6 +30,7 @@ pub enum KeyKind {
     Index = 0x04,
     Segment = 0x05,
     Counter = 0x06,
+    Lease = 0x07,
 }
 
 /// A key of the keyspace.
@@ -40,6 +42,7 @@ pub enum Key<'a> {
     Index(u64, u32, u64),
     Segment(&'a str),
     Counter(&'a str),
+    Lease(&'a str),
 }
 
 /// Counter names.
@@ -54,13 +57,16 @@ impl Key<'_> {
             Key::Index(..) => KeyKind::Index,
             Key::Segment(_) => KeyKind::Segment,
             Key::Counter(_) => KeyKind::Counter,
+            Key::Lease(_) => KeyKind::Lease,
         }
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut k = vec![self.kind() as u8];
         match *self {
-            Key::TopicName(s) | Key::Segment(s) | Key::Counter(s) => put_str(&mut k, s),
+            Key::TopicName(s) | Key::Segment(s) | Key::Counter(s) | Key::Lease(s) => {
+                put_str(&mut k, s)
+            }
             Key::Topic(t) => k.extend_from_slice(&t.to_be_bytes()),
             Key::Partition(t, p) => {
                 k.extend_from_slice(&t.to_be_bytes());
@@ -168,6 +174,7 @@ pub fn decode(key: &[u8]) -> Result<Key<'_>, BadKey> {
         k if k == KeyKind::TopicName as u8 => Key::TopicName(get_str(rest).ok_or_else(bad)?),
         k if k == KeyKind::Segment as u8 => Key::Segment(get_str(rest).ok_or_else(bad)?),
         k if k == KeyKind::Counter as u8 => Key::Counter(get_str(rest).ok_or_else(bad)?),
+        k if k == KeyKind::Lease as u8 => Key::Lease(get_str(rest).ok_or_else(bad)?),
         k if k == KeyKind::Topic as u8 => {
             exact(8)?;
             Key::Topic(u64_at(0)?)
@@ -234,6 +241,7 @@ mod tests {
         fn segment_and_counter_round_trip(n in name()) {
             prop_assert!(round_trips(Key::Segment(&n)));
             prop_assert!(round_trips(Key::Counter(&n)));
+            prop_assert!(round_trips(Key::Lease(&n)));
         }
         #[test]
         fn string_order_is_preserved(a in name(), b in name()) {

@@ -20,6 +20,7 @@ pub mod fault;
 pub mod fdb;
 pub mod keys;
 pub mod kv;
+mod lease;
 pub mod runner;
 pub mod sqlite;
 pub mod values;

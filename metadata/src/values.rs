@@ -77,6 +77,15 @@ pub struct SegmentRecord {
     pub chunks: Vec<(u64, u32, Option<u64>)>,
 }
 
+/// Value of `Lease(name)`: `v1 | holder u64 | expires_ms i64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRecord {
+    /// Random id of the process holding the lease.
+    pub holder: u64,
+    /// The lease lapses at this time unless renewed.
+    pub expires_ms: i64,
+}
+
 const V1: u8 = 1;
 
 fn corrupt(what: &'static str) -> Error {
@@ -208,6 +217,26 @@ impl SegmentRecord {
     }
 }
 
+impl LeaseRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = vec![V1];
+        v.extend_from_slice(&self.holder.to_be_bytes());
+        v.extend_from_slice(&self.expires_ms.to_be_bytes());
+        v
+    }
+    pub fn decode(b: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader(b);
+        (|| {
+            r.version()?;
+            Some(Self {
+                holder: r.u64()?,
+                expires_ms: r.i64()?,
+            })
+        })()
+        .ok_or(corrupt("lease"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,10 +259,16 @@ mod tests {
             prop_assert_eq!(SegmentRecord::decode(&r.encode()).unwrap(), r);
         }
         #[test]
+        fn lease_round_trips(holder in any::<u64>(), expires_ms in any::<i64>()) {
+            let l = LeaseRecord { holder, expires_ms };
+            prop_assert_eq!(LeaseRecord::decode(&l.encode()).unwrap(), l);
+        }
+        #[test]
         fn garbage_is_an_error_not_a_panic(b in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = PartitionState::decode(&b);
             let _ = IndexEntry::decode(&b);
             let _ = SegmentRecord::decode(&b);
+            let _ = LeaseRecord::decode(&b);
         }
     }
 

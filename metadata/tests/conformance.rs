@@ -382,6 +382,59 @@ async fn exactly_once_under_faults(f: Fixture) {
     }
 }
 
+async fn leases_admit_one_holder_at_a_time(f: Fixture) {
+    let md = &f.md;
+    assert!(
+        md.acquire_lease("job", 1, 1_000, 100).await.unwrap(),
+        "a free lease is granted"
+    );
+    assert!(
+        !md.acquire_lease("job", 2, 1_050, 100).await.unwrap(),
+        "a valid lease is not stolen"
+    );
+    assert!(
+        md.acquire_lease("job", 1, 1_050, 100).await.unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        !md.acquire_lease("job", 2, 1_149, 100).await.unwrap(),
+        "renewal extended it to 1150"
+    );
+    assert!(
+        md.acquire_lease("job", 2, 1_150, 100).await.unwrap(),
+        "a lapsed lease can be taken"
+    );
+    assert!(
+        !md.acquire_lease("job", 1, 1_160, 100).await.unwrap(),
+        "the old holder lost it"
+    );
+    assert!(
+        md.acquire_lease("other", 1, 1_160, 100).await.unwrap(),
+        "leases are independent"
+    );
+    md.release_lease("job", 1).await.unwrap(); // not the holder: no effect
+    assert!(!md.acquire_lease("job", 3, 1_170, 100).await.unwrap());
+    md.release_lease("job", 2).await.unwrap();
+    assert!(
+        md.acquire_lease("job", 3, 1_170, 100).await.unwrap(),
+        "released leases are free at once"
+    );
+}
+
+async fn segment_commits_are_visible(f: Fixture) {
+    let md = &f.md;
+    let t = md
+        .create_topic("s", 1, TopicConfig::default(), 0, 1)
+        .await
+        .unwrap();
+    assert!(!md.segment_committed("seg-a").await.unwrap());
+    md.commit_segment(&segment("seg-a", vec![chunk(t.id, 0, 1)]))
+        .await
+        .unwrap();
+    assert!(md.segment_committed("seg-a").await.unwrap());
+    assert!(!md.segment_committed("seg-b").await.unwrap());
+}
+
 macro_rules! suite {
     ($backend:ident) => {
         mod $backend {
@@ -403,6 +456,8 @@ macro_rules! suite {
             case!(watches_wake_on_commit);
             case!(kv_contract);
             case!(exactly_once_under_faults);
+            case!(leases_admit_one_holder_at_a_time);
+            case!(segment_commits_are_visible);
         }
     };
 }

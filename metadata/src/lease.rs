@@ -1,0 +1,75 @@
+//! Leases: at most one process runs a singleton job (the compactor) at a
+//! time. A lease is held until `expires_ms`; its holder renews it well before
+//! then, and anyone may take it over once it has lapsed. Time comes from the
+//! caller (injected), so a holder must stop working once its own clock passes
+//! the expiry it was granted, renewal or not.
+
+use crate::keys::Key;
+use crate::values::LeaseRecord;
+use crate::{Metadata, Result};
+
+impl Metadata {
+    /// Takes or renews the lease `name` for `holder` until `now_ms + ttl_ms`.
+    /// Returns false (and changes nothing) while another holder's lease is
+    /// still valid. Idempotent: retrying after an unknown commit result sees
+    /// our own lease and renews it.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: u64,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool> {
+        self.run("acquire_lease", false, |txn, _| {
+            let name = name.to_owned();
+            Box::pin(async move {
+                let key = Key::Lease(&name).encode();
+                if let Some(b) = txn.get(&key, false).await? {
+                    let current = LeaseRecord::decode(&b)?;
+                    if current.holder != holder && current.expires_ms > now_ms {
+                        return Ok(false);
+                    }
+                }
+                txn.set(
+                    &key,
+                    &LeaseRecord {
+                        holder,
+                        expires_ms: now_ms + ttl_ms,
+                    }
+                    .encode(),
+                );
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// Gives the lease up if `holder` has it, so a successor need not wait
+    /// for it to lapse.
+    pub async fn release_lease(&self, name: &str, holder: u64) -> Result<()> {
+        self.run("release_lease", false, |txn, _| {
+            let name = name.to_owned();
+            Box::pin(async move {
+                let key = Key::Lease(&name).encode();
+                if let Some(b) = txn.get(&key, false).await? {
+                    if LeaseRecord::decode(&b)?.holder == holder {
+                        txn.clear(&key);
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Whether a segment's offsets were ever committed. A segment that was
+    /// never committed is not indexed and, once older than any commit could
+    /// take, is garbage.
+    pub async fn segment_committed(&self, segment_id: &str) -> Result<bool> {
+        self.run("segment_committed", true, |txn, _| {
+            let key = Key::Segment(segment_id).encode();
+            Box::pin(async move { Ok(txn.get(&key, true).await?.is_some()) })
+        })
+        .await
+    }
+}
