@@ -53,8 +53,9 @@ resource "aws_security_group" "fdb" {
 
 resource "aws_vpc_security_group_ingress_rule" "fdb" {
   for_each = {
-    cluster = aws_security_group.fdb.id
-    agents  = aws_security_group.agent.id
+    cluster   = aws_security_group.fdb.id
+    agents    = aws_security_group.agent.id
+    compactor = aws_security_group.compactor.id
   }
   security_group_id            = aws_security_group.fdb.id
   description                  = "FoundationDB from ${each.key}"

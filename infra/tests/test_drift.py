@@ -41,7 +41,7 @@ def help_text(subcommand):
 
 def test_every_container_runs_a_real_subcommand_with_real_flags_and_env(stack):
     defs = containers(stack)
-    assert "agent_container" in defs
+    assert {"agent_container", "compactor_container"} <= set(defs)
     for name, c in defs.items():
         command = c["command"]
         subcommand = command[0]

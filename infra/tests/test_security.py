@@ -1,5 +1,7 @@
 """Least privilege and network isolation, on the parsed HCL."""
 
+import pytest
+
 from conftest import one
 
 AGENT_S3_ALLOWLIST = {
@@ -26,9 +28,13 @@ def items(value):
     return [value] if isinstance(value, str) else value
 
 
-def test_agent_task_role_has_exactly_the_allowlist(stack):
-    policy = stack["resource"]["aws_iam_role_policy"]["agent"]
-    assert policy["role"] == "${aws_iam_role.agent.id}"
+@pytest.mark.parametrize("role", ["agent", "compactor"])
+def test_task_roles_have_exactly_the_allowlist(stack, role):
+    policy = stack["resource"]["aws_iam_role_policy"][role]
+    assert policy["role"] == f"${{aws_iam_role.{role}.id}}"
+    # No other policy is attached to a task role.
+    others = [p for n, p in stack["resource"]["aws_iam_role_policy"].items() if n != role and p["role"] == policy["role"]]
+    assert not others and f"aws_iam_role.{role}" not in str(stack["resource"].get("aws_iam_role_policy_attachment", {}))
     name = policy["policy"].removeprefix("${data.aws_iam_policy_document.").removesuffix(".json}")
     doc = stack["data"]["aws_iam_policy_document"][name]
     actions = {a for s in statements(doc) for a in s["actions"]}
@@ -55,10 +61,23 @@ def test_no_wildcard_action_or_resource_is_allowed(stack):
                 assert r != "*", f"{name}: wildcard resource"
 
 
-def test_execution_role_is_separate_from_task_roles(stack):
-    td = stack["resource"]["aws_ecs_task_definition"]["agent"]
+@pytest.mark.parametrize("service", ["agent", "compactor"])
+def test_execution_role_is_separate_from_task_roles(stack, service):
+    td = stack["resource"]["aws_ecs_task_definition"][service]
     assert td["execution_role_arn"] == "${aws_iam_role.execution.arn}"
-    assert td["task_role_arn"] == "${aws_iam_role.agent.arn}"
+    assert td["task_role_arn"] == f"${{aws_iam_role.{service}.arn}}"
+
+
+def test_compactor_runs_one_task(stack):
+    assert stack["resource"]["aws_ecs_service"]["compactor"]["desired_count"] == 1
+
+
+@pytest.mark.parametrize("container", ["agent_container", "compactor_container"])
+def test_containers_have_read_only_roots_and_log_to_cloudwatch(stack, container):
+    c = next(b[container] for b in stack["locals"] if container in b)
+    assert c["readonlyRootFilesystem"] is True
+    assert c["logConfiguration"]["logDriver"] == "awslogs"
+    assert c["secrets"][0]["valueFrom"] == "${aws_ssm_parameter.cluster_file.arn}"
 
 
 def test_backups_have_their_own_prefix_and_credentials(stack):
@@ -80,7 +99,11 @@ def test_fdb_security_group_opens_only_its_ports_to_named_groups(stack):
         assert "referenced_security_group_id" in r
     # The for_each names exactly the cluster itself and the agents.
     sources = one(rules)["for_each"] if len(rules) == 1 else None
-    assert sources == {"cluster": "${aws_security_group.fdb.id}", "agents": "${aws_security_group.agent.id}"}
+    assert sources == {
+        "cluster": "${aws_security_group.fdb.id}",
+        "agents": "${aws_security_group.agent.id}",
+        "compactor": "${aws_security_group.compactor.id}",
+    }
 
 
 def test_nodes_require_imdsv2_and_encrypt_volumes(stack):
