@@ -30,6 +30,10 @@ variable "tags" {
   description = "Extra tags for every resource."
   type        = map(string)
   default     = {}
+  validation {
+    condition     = alltrue([for k, v in var.tags : length(k) > 0 && length(k) <= 128 && length(v) <= 256 && !startswith(k, "aws:")])
+    error_message = "Tag keys must be 1-128 characters and not start with aws:; values at most 256 characters."
+  }
 }
 
 variable "log_retention_days" {
@@ -193,6 +197,10 @@ variable "fdb_stateless_instance_type" {
   description = "Instance type of the stateless FoundationDB processes (proxies, resolvers) and the backup agents."
   type        = string
   default     = "c6i.large"
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.fdb_stateless_instance_type))
+    error_message = "fdb_stateless_instance_type must be an EC2 instance type such as c6i.large."
+  }
 }
 
 variable "fdb_stateless_count" {

@@ -67,6 +67,8 @@ def test_every_variable_and_output_is_documented(stack):
     for name, v in stack["variable"].items():
         assert v.get("description"), f"variable {name} has no description"
         assert "type" in v, f"variable {name} has no type"
+        if v["type"] not in ("bool", "${bool}"):
+            assert v.get("validation"), f"variable {name} has no validation"
     for name, o in stack["output"].items():
         assert o.get("description"), f"output {name} has no description"
 
