@@ -218,7 +218,7 @@ async fn flush(
             tracing::error!(error = %e, "flush failed; producers get an error");
             ctx.metrics.flush_failures.inc();
             for w in &mut pending.waiters {
-                w.error.get_or_insert_with(|| clone_error(&e));
+                w.error.get_or_insert_with(|| e.clone());
             }
         }
     }
@@ -234,15 +234,6 @@ async fn flush(
             }
         };
         let _ = w.reply.send(answer);
-    }
-}
-
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::Storage(s) => Error::Storage(s.clone()),
-        Error::Corrupt(s) => Error::Corrupt(s.clone()),
-        Error::Metadata(m) => Error::Metadata(m.clone()),
-        other => Error::Internal(other.to_string()),
     }
 }
 

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-/// Everything a produce, fetch or admin call can fail with.
-#[derive(Debug, thiserror::Error)]
+/// Everything a produce, fetch or admin call can fail with. Cloneable (causes
+/// are shared), so one flush failure can answer every producer in it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("topic {0:?} not found")]
     TopicNotFound(String),

@@ -18,6 +18,7 @@ pub mod partitioner;
 pub mod reader;
 mod topics;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -264,6 +265,7 @@ impl Agent {
         let now = inner.env.now_ms();
         let mut sticky = None;
         let mut parts: Vec<(u32, Vec<Record>)> = Vec::new();
+        let mut index: HashMap<u32, usize> = HashMap::new(); // partition -> position in `parts`
         let mut placement = Vec::with_capacity(records.len());
         let mut weight = 0;
         for r in records {
@@ -286,13 +288,10 @@ impl Agent {
                 headers: r.headers,
             };
             weight += record.weight();
-            let i = match parts.iter().position(|(q, _)| *q == p) {
-                Some(i) => i,
-                None => {
-                    parts.push((p, Vec::new()));
-                    parts.len() - 1
-                }
-            };
+            let i = *index.entry(p).or_insert_with(|| {
+                parts.push((p, Vec::new()));
+                parts.len() - 1
+            });
             placement.push((i, parts[i].1.len() as u64));
             parts[i].1.push(record);
         }

@@ -160,122 +160,117 @@ impl Metadata {
             created_ms: now_ms,
             nonce,
         };
-        self.runner
-            .run("create_topic", false, |txn, _| {
-                let record = record.clone();
-                Box::pin(async move {
-                    let name_key = Key::TopicName(&record.name).encode();
-                    if let Some(id) = txn.get(&name_key, false).await? {
-                        let id = decode_u64(&id)?;
-                        let existing = read_topic(txn, id, false)
-                            .await?
-                            .ok_or(Error::Corrupt("topic name"))?;
-                        return if existing.nonce == record.nonce {
-                            Ok(topic_info(id, existing))
-                        } else {
-                            Err(Error::TopicExists(record.name))
-                        };
-                    }
-                    let counter = Key::Counter(TOPIC_ID_COUNTER).encode();
-                    let id = match txn.get(&counter, false).await? {
-                        Some(b) => decode_u64(&b)? + 1,
-                        None => 1,
+        self.run("create_topic", false, |txn, _| {
+            let record = record.clone();
+            Box::pin(async move {
+                let name_key = Key::TopicName(&record.name).encode();
+                if let Some(id) = txn.get(&name_key, false).await? {
+                    let id = decode_u64(&id)?;
+                    let existing = read_topic(txn, id, false)
+                        .await?
+                        .ok_or(Error::Corrupt("topic name"))?;
+                    return if existing.nonce == record.nonce {
+                        Ok(topic_info(id, existing))
+                    } else {
+                        Err(Error::TopicExists(record.name))
                     };
-                    txn.set(&counter, &encode_u64(id));
-                    txn.set(&name_key, &encode_u64(id));
-                    let json =
-                        serde_json::to_vec(&record).map_err(|_| Error::Corrupt("topic record"))?;
-                    txn.set(&Key::Topic(id).encode(), &json);
-                    let empty = PartitionState::default().encode();
-                    for p in 0..record.partitions {
-                        txn.set(&Key::Partition(id, p).encode(), &empty);
-                    }
-                    Ok(topic_info(id, record))
-                })
+                }
+                let counter = Key::Counter(TOPIC_ID_COUNTER).encode();
+                let id = match txn.get(&counter, false).await? {
+                    Some(b) => decode_u64(&b)? + 1,
+                    None => 1,
+                };
+                txn.set(&counter, &encode_u64(id));
+                txn.set(&name_key, &encode_u64(id));
+                let json =
+                    serde_json::to_vec(&record).map_err(|_| Error::Corrupt("topic record"))?;
+                txn.set(&Key::Topic(id).encode(), &json);
+                let empty = PartitionState::default().encode();
+                for p in 0..record.partitions {
+                    txn.set(&Key::Partition(id, p).encode(), &empty);
+                }
+                Ok(topic_info(id, record))
             })
-            .await
+        })
+        .await
     }
 
     /// Deletes a topic and its index. Its segment objects become garbage for
     /// the compactor to collect.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
-        self.runner
-            .run("delete_topic", false, |txn, attempt: Attempt| {
-                let name = name.to_owned();
-                Box::pin(async move {
-                    let name_key = Key::TopicName(&name).encode();
-                    let Some(id) = txn.get(&name_key, false).await? else {
-                        // Our own earlier attempt may have deleted it.
-                        return if attempt.after_unknown {
-                            Ok(())
-                        } else {
-                            Err(Error::TopicNotFound(name))
-                        };
+        self.run("delete_topic", false, |txn, attempt: Attempt| {
+            let name = name.to_owned();
+            Box::pin(async move {
+                let name_key = Key::TopicName(&name).encode();
+                let Some(id) = txn.get(&name_key, false).await? else {
+                    // Our own earlier attempt may have deleted it.
+                    return if attempt.after_unknown {
+                        Ok(())
+                    } else {
+                        Err(Error::TopicNotFound(name))
                     };
-                    let id = decode_u64(&id)?;
-                    txn.clear(&name_key);
-                    txn.clear(&Key::Topic(id).encode());
-                    let parts = KeyRange::partitions(id);
-                    txn.clear_range(&parts.begin, &parts.end);
-                    let index = KeyRange::topic_index(id);
-                    txn.clear_range(&index.begin, &index.end);
-                    Ok(())
-                })
+                };
+                let id = decode_u64(&id)?;
+                txn.clear(&name_key);
+                txn.clear(&Key::Topic(id).encode());
+                let parts = KeyRange::partitions(id);
+                txn.clear_range(&parts.begin, &parts.end);
+                let index = KeyRange::topic_index(id);
+                txn.clear_range(&index.begin, &index.end);
+                Ok(())
             })
-            .await
+        })
+        .await
     }
 
     /// Looks a topic up by name.
     pub async fn topic(&self, name: &str) -> Result<Option<TopicInfo>> {
-        self.runner
-            .run("get_topic", true, |txn, _| {
-                let name = name.to_owned();
-                Box::pin(async move {
-                    let Some(id) = txn.get(&Key::TopicName(&name).encode(), true).await? else {
-                        return Ok(None);
-                    };
-                    let id = decode_u64(&id)?;
-                    Ok(read_topic(txn, id, true).await?.map(|r| topic_info(id, r)))
-                })
+        self.run("get_topic", true, |txn, _| {
+            let name = name.to_owned();
+            Box::pin(async move {
+                let Some(id) = txn.get(&Key::TopicName(&name).encode(), true).await? else {
+                    return Ok(None);
+                };
+                let id = decode_u64(&id)?;
+                Ok(read_topic(txn, id, true).await?.map(|r| topic_info(id, r)))
             })
-            .await
+        })
+        .await
     }
 
     /// Every topic, by id.
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
-        self.runner
-            .run("list_topics", true, |txn, _| {
-                Box::pin(async move {
-                    let r = KeyRange::kind(KeyKind::Topic);
-                    let rows = txn
-                        .get_range(&r.begin, &r.end, usize::MAX, false, true)
-                        .await?;
-                    rows.into_iter()
-                        .map(|(k, v)| match crate::keys::decode(&k) {
-                            Ok(Key::Topic(id)) => Ok(topic_info(id, decode_topic(&v)?)),
-                            _ => Err(Error::Corrupt("topic key")),
-                        })
-                        .collect()
-                })
+        self.run("list_topics", true, |txn, _| {
+            Box::pin(async move {
+                let r = KeyRange::kind(KeyKind::Topic);
+                let rows = txn
+                    .get_range(&r.begin, &r.end, usize::MAX, false, true)
+                    .await?;
+                rows.into_iter()
+                    .map(|(k, v)| match crate::keys::decode(&k) {
+                        Ok(Key::Topic(id)) => Ok(topic_info(id, decode_topic(&v)?)),
+                        _ => Err(Error::Corrupt("topic key")),
+                    })
+                    .collect()
             })
-            .await
+        })
+        .await
     }
 
     /// The state of every partition of a topic, in partition order.
     pub async fn partition_states(&self, topic_id: u64) -> Result<Vec<PartitionState>> {
-        self.runner
-            .run("partition_states", true, |txn, _| {
-                Box::pin(async move {
-                    let r = KeyRange::partitions(topic_id);
-                    let rows = txn
-                        .get_range(&r.begin, &r.end, usize::MAX, false, true)
-                        .await?;
-                    rows.iter()
-                        .map(|(_, v)| PartitionState::decode(v))
-                        .collect()
-                })
+        self.run("partition_states", true, |txn, _| {
+            Box::pin(async move {
+                let r = KeyRange::partitions(topic_id);
+                let rows = txn
+                    .get_range(&r.begin, &r.end, usize::MAX, false, true)
+                    .await?;
+                rows.iter()
+                    .map(|(_, v)| PartitionState::decode(v))
+                    .collect()
             })
-            .await
+        })
+        .await
     }
 
     /// One partition's state; `None` if the topic or partition does not exist.
@@ -284,11 +279,10 @@ impl Metadata {
         topic_id: u64,
         partition: u32,
     ) -> Result<Option<PartitionState>> {
-        self.runner
-            .run("partition_state", true, |txn, _| {
-                Box::pin(async move { read_partition(txn, topic_id, partition, true).await })
-            })
-            .await
+        self.run("partition_state", true, |txn, _| {
+            Box::pin(async move { read_partition(txn, topic_id, partition, true).await })
+        })
+        .await
     }
 
     /// Assigns offsets to a written segment's chunks, exactly once: returns
@@ -301,12 +295,11 @@ impl Metadata {
                 "a segment holds at most {MAX_CHUNKS_PER_SEGMENT} chunks"
             )));
         }
-        self.runner
-            .run("commit_segment", false, |txn, _| {
-                let c = commit.clone();
-                Box::pin(async move { commit_segment_body(txn, &c).await })
-            })
-            .await
+        self.run("commit_segment", false, |txn, _| {
+            let c = commit.clone();
+            Box::pin(async move { commit_segment_body(txn, &c).await })
+        })
+        .await
     }
 
     /// Reads a partition's state and the index entries from `offset` on (at
@@ -318,38 +311,37 @@ impl Metadata {
         offset: u64,
         max_entries: usize,
     ) -> Result<Option<ReadPlan>> {
-        self.runner
-            .run("read_plan", true, |txn, _| {
-                Box::pin(async move {
-                    let Some(state) = read_partition(txn, topic_id, partition, true).await? else {
-                        return Ok(None);
+        self.run("read_plan", true, |txn, _| {
+            Box::pin(async move {
+                let Some(state) = read_partition(txn, topic_id, partition, true).await? else {
+                    return Ok(None);
+                };
+                let mut entries = Vec::new();
+                if offset < state.log_start_offset
+                    || offset >= state.high_watermark
+                    || max_entries == 0
+                {
+                    return Ok(Some(ReadPlan { state, entries }));
+                }
+                let floor = KeyRange::index(topic_id, partition, 0, offset + 1);
+                let after = KeyRange::index(topic_id, partition, offset + 1, u64::MAX);
+                let mut rows = txn
+                    .get_range(&floor.begin, &floor.end, 1, true, true)
+                    .await?;
+                rows.extend(
+                    txn.get_range(&after.begin, &after.end, max_entries - 1, false, true)
+                        .await?,
+                );
+                for (k, v) in rows {
+                    let Ok(Key::Index(_, _, base)) = crate::keys::decode(&k) else {
+                        return Err(Error::Corrupt("index key"));
                     };
-                    let mut entries = Vec::new();
-                    if offset < state.log_start_offset
-                        || offset >= state.high_watermark
-                        || max_entries == 0
-                    {
-                        return Ok(Some(ReadPlan { state, entries }));
-                    }
-                    let floor = KeyRange::index(topic_id, partition, 0, offset + 1);
-                    let after = KeyRange::index(topic_id, partition, offset + 1, u64::MAX);
-                    let mut rows = txn
-                        .get_range(&floor.begin, &floor.end, 1, true, true)
-                        .await?;
-                    rows.extend(
-                        txn.get_range(&after.begin, &after.end, max_entries - 1, false, true)
-                            .await?,
-                    );
-                    for (k, v) in rows {
-                        let Ok(Key::Index(_, _, base)) = crate::keys::decode(&k) else {
-                            return Err(Error::Corrupt("index key"));
-                        };
-                        entries.push((base, IndexEntry::decode(&v)?));
-                    }
-                    Ok(Some(ReadPlan { state, entries }))
-                })
+                    entries.push((base, IndexEntry::decode(&v)?));
+                }
+                Ok(Some(ReadPlan { state, entries }))
             })
-            .await
+        })
+        .await
     }
 
     /// Resolves once the partition's state differs from `seen`, whichever

@@ -64,17 +64,12 @@ impl std::fmt::Debug for FdbKv {
 impl FdbKv {
     /// Opens the cluster named by `cluster_file` (the default cluster file,
     /// or `FDB_CLUSTER_FILE`, when `None`), with keys under `(subspace,)`.
+    /// Tests use one subspace each, so they can run concurrently and clean up.
     pub fn open(cluster_file: Option<&str>, subspace: &[u8]) -> Result<Self, KvError> {
         ensure_network();
         let db = Database::new(cluster_file).map_err(|e| classify(&e))?;
         let prefix = foundationdb::tuple::pack(&(subspace.to_vec(),));
         Ok(Self { db, prefix })
-    }
-
-    /// A handle on the same database under another subspace (tests use one
-    /// subspace per test so they can run concurrently and clean up).
-    pub fn with_subspace(cluster_file: Option<&str>, subspace: &[u8]) -> Result<Self, KvError> {
-        Self::open(cluster_file, subspace)
     }
 
     /// Deletes every key under this handle's subspace.

@@ -71,7 +71,7 @@ async fn fdb() -> Option<Fixture> {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let sub = format!("silt-test-{}-{n}", std::process::id());
-    let kv = silt_metadata::fdb::FdbKv::with_subspace(Some(&cluster), sub.as_bytes()).unwrap();
+    let kv = silt_metadata::fdb::FdbKv::open(Some(&cluster), sub.as_bytes()).unwrap();
     kv.clear_all().await.unwrap();
     Some(fixture(Arc::new(kv), None, None))
 }

@@ -118,11 +118,6 @@ impl ObjectStorage {
         Ok(self.inner.get_range(&self.path(key), range).await?)
     }
 
-    /// Reads a whole object.
-    pub async fn get(&self, key: &str) -> Result<Bytes> {
-        Ok(self.inner.get(&self.path(key)).await?.bytes().await?)
-    }
-
     /// Deletes an object; deleting a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<()> {
         match self.inner.delete(&self.path(key)).await {
