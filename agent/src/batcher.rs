@@ -6,6 +6,11 @@
 //! * A producer's reply carries offsets only after (1) its segment object is
 //!   durable in the object store and (2) the metadata transaction assigning
 //!   those offsets has committed. Acknowledged ⇒ durable and readable.
+//! * A request marked exclusive (atomic across topics, idempotent, or
+//!   carrying group offsets) gets chunks of its own, which commit as one
+//!   unit under its conditions, or not at all (`silt_metadata::commit`).
+//! * A segment never exceeds `MAX_CHUNKS_PER_SEGMENT` chunks: a request
+//!   that would overflow it waits for the next segment.
 //! * Within one agent, segments commit in the order they were cut, although
 //!   up to `max_concurrent_flushes` upload at once; so records a producer
 //!   sends after an acknowledgement always get higher offsets, and records of
@@ -17,8 +22,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use silt_metadata::groups::OffsetCommit;
 use silt_metadata::values::MAX_CHUNKS_PER_SEGMENT;
-use silt_metadata::{ChunkCommit, Metadata, SegmentCommit};
+use silt_metadata::{
+    Answer, ChunkCommit, CommitOutcome, CommitUnit, Dedup, Metadata, Refusal, SegmentCommit,
+    UnitResult,
+};
 use silt_segment::segment::{ChunkInfo, SegmentWriter};
 use silt_segment::store::ObjectStorage;
 use silt_segment::{Compression, Record};
@@ -52,67 +61,135 @@ impl Drop for Admission {
 /// One produce request, already partitioned.
 #[derive(Debug)]
 pub(crate) struct Append {
-    pub topic_id: u64,
-    pub topic: Arc<str>,
-    pub compression: Compression,
-    /// `(partition, records)`; a partition appears at most once.
-    pub parts: Vec<(u32, Vec<Record>)>,
-    pub reply: oneshot::Sender<Result<Vec<u64>>>,
+    /// A partition appears at most once.
+    pub parts: Vec<Part>,
+    /// `Some`: the request's chunks are its own and commit as one unit.
+    pub unit: Option<UnitSpec>,
+    pub reply: oneshot::Sender<Result<Appended>>,
     pub admission: Admission,
+}
+
+/// The records of one request for one partition.
+#[derive(Debug)]
+pub(crate) struct Part {
+    pub topic_id: u64,
+    /// For errors.
+    pub topic: Arc<str>,
+    pub partition: u32,
+    pub compression: Compression,
+    pub records: Vec<Record>,
+}
+
+/// The conditions of an exclusive request (see `silt_metadata::commit`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct UnitSpec {
+    pub dedup: Option<Dedup>,
+    pub offsets: Option<OffsetCommit>,
+}
+
+/// How a request ended.
+#[derive(Debug)]
+pub(crate) enum Appended {
+    /// The base offset of each part.
+    Committed(Vec<u64>),
+    /// A retry of a committed request: the original answer.
+    Duplicate(Answer),
 }
 
 #[derive(Debug)]
 struct Waiter {
-    reply: oneshot::Sender<Result<Vec<u64>>>,
-    topic: Arc<str>,
+    reply: oneshot::Sender<Result<Appended>>,
+    topics: Vec<Arc<str>>,
     bases: Vec<u64>,
     records: u64,
-    error: Option<Error>,
+    unit: Option<UnitSpec>,
+    outcome: Option<Result<Appended>>,
     _admission: Admission,
 }
 
-#[derive(Debug, Default)]
+impl Waiter {
+    fn fail(&mut self, e: Error) {
+        if !matches!(self.outcome, Some(Err(_))) {
+            self.outcome = Some(Err(e));
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Chunk {
     compression: Compression,
     records: Vec<Record>,
+    /// Holds one exclusive request's part; never shared.
+    exclusive: bool,
     /// `(waiter, part, offset of the part's first record within the chunk)`.
     parts: Vec<(usize, usize, u32)>,
 }
 
 #[derive(Debug, Default)]
 struct Pending {
-    chunks: BTreeMap<(u64, u32), Chunk>,
+    /// Per partition, its chunks in arrival order.
+    chunks: BTreeMap<(u64, u32), Vec<Chunk>>,
+    chunk_count: usize,
     waiters: Vec<Waiter>,
     bytes: usize,
     opened: Option<Instant>,
 }
 
 impl Pending {
+    /// Whether `a` fits without the segment exceeding its chunk bound.
+    fn fits(&self, a: &Append) -> bool {
+        self.chunk_count + a.parts.len() <= MAX_CHUNKS_PER_SEGMENT
+    }
+
     fn add(&mut self, a: Append) {
         let w = self.waiters.len();
         self.bytes += a.admission.permit.num_permits();
         self.opened.get_or_insert_with(Instant::now);
+        let exclusive = a.unit.is_some();
         let mut records = 0;
-        let parts = a.parts.len();
-        for (part, (partition, recs)) in a.parts.into_iter().enumerate() {
-            let chunk = self.chunks.entry((a.topic_id, partition)).or_default();
-            chunk.compression = a.compression;
+        let mut topics = Vec::with_capacity(a.parts.len());
+        for (part, p) in a.parts.into_iter().enumerate() {
+            let list = self.chunks.entry((p.topic_id, p.partition)).or_default();
+            let shared = list.last_mut().filter(|c| !exclusive && !c.exclusive);
+            let chunk = match shared {
+                Some(c) => c,
+                None => {
+                    self.chunk_count += 1;
+                    list.push(Chunk {
+                        compression: p.compression,
+                        records: Vec::new(),
+                        exclusive,
+                        parts: Vec::new(),
+                    });
+                    list.last_mut().expect("just pushed")
+                }
+            };
+            chunk.compression = p.compression;
             chunk.parts.push((w, part, chunk.records.len() as u32));
-            records += recs.len() as u64;
-            chunk.records.extend(recs);
+            records += p.records.len() as u64;
+            chunk.records.extend(p.records);
+            topics.push(p.topic);
         }
         self.waiters.push(Waiter {
             reply: a.reply,
-            topic: a.topic,
-            bases: vec![0; parts],
+            bases: vec![0; topics.len()],
+            topics,
             records,
-            error: None,
+            unit: a.unit,
+            outcome: None,
             _admission: a.admission,
         });
     }
 
     fn is_empty(&self) -> bool {
         self.waiters.is_empty()
+    }
+
+    /// Chunks in segment order.
+    fn ordered(&self) -> impl Iterator<Item = (&(u64, u32), &Chunk)> {
+        self.chunks
+            .iter()
+            .flat_map(|(k, list)| list.iter().map(move |c| (k, c)))
     }
 }
 
@@ -138,11 +215,12 @@ pub(crate) async fn run(
     let mut flushes = JoinSet::new();
     let mut pending = Pending::default();
     let mut prev_commit: Option<oneshot::Receiver<()>> = None;
+    // A request that did not fit the open segment; it opens the next one.
+    let mut deferred: Option<Append> = None;
     let mut closing = false;
     loop {
         let deadline = pending.opened.map(|t| t + ctx.config.flush_interval);
-        let full = pending.bytes >= ctx.config.flush_bytes
-            || pending.chunks.len() >= MAX_CHUNKS_PER_SEGMENT;
+        let full = pending.bytes >= ctx.config.flush_bytes || deferred.is_some();
         let due = !pending.is_empty()
             && (full || closing || deadline.is_some_and(|d| d <= Instant::now()));
         if closing && pending.is_empty() && rx.is_closed() && rx.is_empty() {
@@ -158,8 +236,11 @@ pub(crate) async fn run(
                 let (done_tx, done_rx) = oneshot::channel();
                 let prev = prev_commit.replace(done_rx);
                 let batch = std::mem::take(&mut pending);
+                if let Some(a) = deferred.take() {
+                    pending.add(a);
+                }
                 let records: u64 = batch.waiters.iter().map(|w| w.records).sum();
-                let span = tracing::info_span!("flush", records, bytes = batch.bytes, chunks = batch.chunks.len());
+                let span = tracing::info_span!("flush", records, bytes = batch.bytes, chunks = batch.chunk_count);
                 flushes.spawn(flush(ctx.clone(), batch, slot, prev, done_tx).instrument(span));
             }
             () = shutdown.cancelled(), if !closing => {
@@ -167,7 +248,8 @@ pub(crate) async fn run(
                 rx.close();
             }
             msg = rx.recv(), if receiving => match msg {
-                Some(a) => pending.add(a),
+                Some(a) if pending.fits(&a) => pending.add(a),
+                Some(a) => deferred = Some(a),
                 None if closing => {}
                 None => { closing = true; }
             },
@@ -181,7 +263,7 @@ pub(crate) async fn run(
 /// Encodes the pending records into one segment, in (topic, partition) order.
 fn encode(pending: &Pending, batch_target: usize) -> Result<(Vec<u8>, Vec<ChunkInfo>)> {
     let mut w = SegmentWriter::with_capacity(pending.bytes + pending.bytes / 8);
-    for (&(topic, partition), chunk) in &pending.chunks {
+    for (&(topic, partition), chunk) in pending.ordered() {
         w.begin_chunk(topic, partition)?;
         let mut start = 0;
         let mut weight = 0;
@@ -218,21 +300,18 @@ async fn flush(
             tracing::error!(error = %e, "flush failed; producers get an error");
             ctx.metrics.flush_failures.inc();
             for w in &mut pending.waiters {
-                w.error.get_or_insert_with(|| e.clone());
+                w.fail(e.clone());
             }
         }
     }
     for w in pending.waiters {
-        let answer = match w.error {
-            Some(e) => Err(e),
-            None => {
-                ctx.metrics.produce_records.inc_by(w.records);
-                ctx.metrics
-                    .produce_bytes
-                    .inc_by(w._admission.permit.num_permits() as u64);
-                Ok(w.bases)
-            }
-        };
+        let answer = w.outcome.unwrap_or(Ok(Appended::Committed(w.bases)));
+        if let Ok(Appended::Committed(_)) = &answer {
+            ctx.metrics.produce_records.inc_by(w.records);
+            ctx.metrics
+                .produce_bytes
+                .inc_by(w._admission.permit.num_permits() as u64);
+        }
         let _ = w.reply.send(answer);
     }
 }
@@ -283,29 +362,82 @@ async fn write_and_commit(
                 max_timestamp: c.max_timestamp,
             })
             .collect(),
+        units: units(pending),
     };
     let commit_start = Instant::now();
-    let bases = ctx.md.commit_segment(&commit).await?;
+    let outcome = ctx.md.commit_segment(&commit).await?;
     ctx.metrics
         .commit_seconds
         .observe(commit_start.elapsed().as_secs_f64());
     tracing::debug!(segment = %commit.object, bytes = size, chunks = infos.len(), "segment committed");
-    for (((topic, partition), chunk), base) in pending.chunks.iter().zip(bases) {
+    answer(ctx, pending, outcome);
+    Ok(())
+}
+
+/// The commit units of the exclusive requests, in arrival order: each
+/// names its chunks' positions in segment order.
+fn units(pending: &Pending) -> Vec<CommitUnit> {
+    let mut chunks_of: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+    for (i, (_, chunk)) in pending.ordered().enumerate() {
+        if chunk.exclusive {
+            for &(w, _, _) in &chunk.parts {
+                chunks_of.entry(w).or_default().push(i as u32);
+            }
+        }
+    }
+    pending
+        .waiters
+        .iter()
+        .enumerate()
+        .filter_map(|(w, waiter)| {
+            let spec = waiter.unit.as_ref()?;
+            Some(CommitUnit {
+                chunks: chunks_of.remove(&w).unwrap_or_default(),
+                dedup: spec.dedup.clone(),
+                offsets: spec.offsets.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Spreads the commit's outcome over the waiters and wakes long-polls.
+fn answer(ctx: &FlushContext, pending: &mut Pending, outcome: CommitOutcome) {
+    let gone = |w: &Waiter, part: usize| Error::TopicNotFound(w.topics[part].to_string());
+    let Pending {
+        chunks, waiters, ..
+    } = pending;
+    let ordered = chunks
+        .iter()
+        .flat_map(|(k, list)| list.iter().map(move |c| (k, c)));
+    for ((&(topic, partition), chunk), base) in ordered.zip(&outcome.bases) {
         match base {
             Some(base) => {
                 ctx.notifier
-                    .publish(*topic, *partition, base + chunk.records.len() as u64);
+                    .publish(topic, partition, base + chunk.records.len() as u64);
                 for &(w, part, rel) in &chunk.parts {
-                    pending.waiters[w].bases[part] = base + u64::from(rel);
+                    waiters[w].bases[part] = base + u64::from(rel);
                 }
             }
+            // A unit's chunk: its unit's outcome says why.
+            None if chunk.exclusive => {}
             None => {
-                for &(w, _, _) in &chunk.parts {
-                    let waiter = &mut pending.waiters[w];
-                    waiter.error = Some(Error::TopicNotFound(waiter.topic.to_string()));
+                for &(w, part, _) in &chunk.parts {
+                    let e = gone(&waiters[w], part);
+                    waiters[w].fail(e);
                 }
             }
         }
     }
-    Ok(())
+    let exclusive = waiters.iter_mut().filter(|w| w.unit.is_some());
+    for (w, result) in exclusive.zip(outcome.units) {
+        match result {
+            UnitResult::Committed => {}
+            UnitResult::Duplicate(a) => w.outcome = Some(Ok(Appended::Duplicate(a))),
+            UnitResult::Refused(Refusal::TopicGone) => {
+                let e = gone(w, 0);
+                w.fail(e);
+            }
+            UnitResult::Refused(r) => w.fail(Error::Refused(r)),
+        }
+    }
 }

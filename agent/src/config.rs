@@ -32,6 +32,9 @@ pub struct AgentConfig {
     /// Bound on a batch's decompressed size when reading (guards against
     /// corrupt or hostile objects).
     pub max_decompressed_batch: usize,
+    /// How long an `Idempotency-Key` is remembered: a retry within it gets
+    /// the original answer; after it the key is free again.
+    pub idempotency_window: Duration,
 }
 
 impl Default for AgentConfig {
@@ -45,6 +48,7 @@ impl Default for AgentConfig {
             topic_cache_ttl: Duration::from_secs(5),
             batch_target_bytes: 256 << 10,
             max_decompressed_batch: 64 << 20,
+            idempotency_window: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -17,8 +17,13 @@ pub enum Error {
         partition: u32,
         partitions: u32,
     },
+    #[error("group {0:?} not found")]
+    GroupNotFound(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// A conditional write was refused (fencing, sequences, membership).
+    #[error(transparent)]
+    Refused(silt_metadata::Refusal),
     #[error("offset {offset} is outside the log [{earliest}, {latest}]")]
     OffsetOutOfRange {
         offset: u64,
@@ -47,6 +52,8 @@ pub enum ErrorKind {
     NotFound,
     AlreadyExists,
     InvalidArgument,
+    /// A precondition failed; the refusal says which.
+    Refused,
     OffsetOutOfRange,
     /// Back off and retry: the agent is at its memory bound.
     Overloaded,
@@ -60,7 +67,10 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         use silt_metadata::ErrorKind as M;
         match self {
-            Error::TopicNotFound(_) | Error::PartitionNotFound { .. } => ErrorKind::NotFound,
+            Error::TopicNotFound(_) | Error::PartitionNotFound { .. } | Error::GroupNotFound(_) => {
+                ErrorKind::NotFound
+            }
+            Error::Refused(_) => ErrorKind::Refused,
             Error::TopicExists(_) => ErrorKind::AlreadyExists,
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
@@ -70,6 +80,7 @@ impl Error {
                 M::NotFound => ErrorKind::NotFound,
                 M::AlreadyExists => ErrorKind::AlreadyExists,
                 M::InvalidArgument => ErrorKind::InvalidArgument,
+                M::Refused => ErrorKind::Refused,
                 M::Unavailable => ErrorKind::Unavailable,
                 M::Internal => ErrorKind::Internal,
             },
@@ -84,6 +95,8 @@ impl From<silt_metadata::Error> for Error {
             silt_metadata::Error::TopicNotFound(t) => Error::TopicNotFound(t),
             silt_metadata::Error::TopicExists(t) => Error::TopicExists(t),
             silt_metadata::Error::Invalid(m) => Error::InvalidArgument(m),
+            silt_metadata::Error::GroupNotFound(g) => Error::GroupNotFound(g),
+            silt_metadata::Error::Refused(r) => Error::Refused(r),
             e => Error::Metadata(std::sync::Arc::new(e)),
         }
     }

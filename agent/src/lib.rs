@@ -7,18 +7,22 @@
 //!   offsets in one metadata transaction, acknowledge. See [`batcher`].
 //! * Fetch ([`Agent::fetch`]): read the index, ranged-GET chunks through a
 //!   shared cache, long-poll at the high-watermark. See [`reader`], [`notify`].
+//! * Consumer groups, idempotent producers and transactions ([`groups`],
+//!   [`Agent::produce_request`]): state and fencing live in metadata, so a
+//!   client may switch agents between any two calls.
 
 pub mod batcher;
 pub mod config;
 pub mod env;
 mod error;
+pub mod groups;
 pub mod metrics;
 pub mod notify;
 pub mod partitioner;
+mod produce;
 pub mod reader;
 mod topics;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +30,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use silt_metadata::{CompressionName, Metadata, PartitionState, TopicConfig, TopicInfo};
 use silt_segment::store::ObjectStorage;
-use silt_segment::{Compression, Header, Record};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use silt_segment::{Compression, Header};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -36,9 +40,14 @@ pub use config::AgentConfig;
 pub use env::{Env, SystemEnv, TestEnv};
 pub use error::{Error, ErrorKind, Result};
 pub use metrics::Metrics;
+pub use produce::{
+    Idempotence, MAX_IDEMPOTENCY_KEY, ProduceAnswer, ProduceRequest, TopicBatch, fingerprint,
+};
 pub use reader::{Limits, StoredRecord};
+pub use silt_metadata::values::{OffsetReset, TopicAssignment};
+pub use silt_metadata::{ProducerId, Refusal};
 
-use batcher::{Admission, Append, FlushContext};
+use batcher::{Append, FlushContext};
 use notify::Notifier;
 use reader::Reader;
 use topics::TopicCache;
@@ -238,117 +247,6 @@ impl Agent {
                 Err(Error::TopicNotFound(topic.to_owned()))
             }
         }
-    }
-
-    /// Appends records; returns `(partition, offset)` per record, in request
-    /// order, once they are durable and visible.
-    pub async fn produce(
-        &self,
-        topic: &str,
-        records: Vec<ProduceRecord>,
-    ) -> Result<Vec<(u32, u64)>> {
-        let inner = &self.inner;
-        if inner.shutdown.is_cancelled() {
-            inner
-                .metrics
-                .produce_rejected
-                .get_or_create(&vec![("reason".into(), "shutting_down".into())])
-                .inc();
-            return Err(Error::ShuttingDown);
-        }
-        if records.is_empty() {
-            return Err(Error::InvalidArgument(
-                "a produce request needs at least one record".into(),
-            ));
-        }
-        let t = inner.topics.get(topic).await?;
-        let now = inner.env.now_ms();
-        let mut sticky = None;
-        let mut parts: Vec<(u32, Vec<Record>)> = Vec::new();
-        let mut index: HashMap<u32, usize> = HashMap::new(); // partition -> position in `parts`
-        let mut placement = Vec::with_capacity(records.len());
-        let mut weight = 0;
-        for r in records {
-            let p = match (r.partition, &r.key) {
-                (Some(p), _) if p >= t.partitions => {
-                    return Err(Error::PartitionNotFound {
-                        topic: topic.to_owned(),
-                        partition: p,
-                        partitions: t.partitions,
-                    });
-                }
-                (Some(p), _) => p,
-                (None, Some(k)) => partitioner::partition_for_key(k, t.partitions),
-                (None, None) => *sticky.get_or_insert_with(|| inner.sticky.next(t.partitions)),
-            };
-            let record = Record {
-                timestamp: r.timestamp.unwrap_or(now),
-                key: r.key,
-                value: r.value,
-                headers: r.headers,
-            };
-            weight += record.weight();
-            let i = *index.entry(p).or_insert_with(|| {
-                parts.push((p, Vec::new()));
-                parts.len() - 1
-            });
-            placement.push((i, parts[i].1.len() as u64));
-            parts[i].1.push(record);
-        }
-        let admitted = u32::try_from(weight).ok().and_then(|w| {
-            inner
-                .admission
-                .clone()
-                .try_acquire_many_owned(w.max(1))
-                .ok()
-        });
-        let Some(permit) = admitted else {
-            inner
-                .metrics
-                .produce_rejected
-                .get_or_create(&vec![("reason".into(), "overloaded".into())])
-                .inc();
-            return Err(Error::Overloaded {
-                retry_after: inner.config.flush_interval.max(Duration::from_millis(100)) * 2,
-            });
-        };
-        inner
-            .metrics
-            .inflight_bytes
-            .inc_by(permit.num_permits() as i64);
-        let admission = Admission {
-            permit,
-            metrics: inner.metrics.clone(),
-        };
-        let partitions: Vec<u32> = parts.iter().map(|(p, _)| *p).collect();
-        let (reply, answer) = oneshot::channel();
-        let append = Append {
-            topic_id: t.id,
-            topic: t.name.as_str().into(),
-            compression: compression(t.config.compression),
-            parts,
-            reply,
-            admission,
-        };
-        inner
-            .appends
-            .send(append)
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
-        let bases = match answer.await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                if matches!(e, Error::TopicNotFound(_)) {
-                    inner.topics.invalidate(topic);
-                }
-                return Err(e);
-            }
-            Err(_) => return Err(Error::Internal("the batcher dropped a request".into())),
-        };
-        Ok(placement
-            .into_iter()
-            .map(|(i, k)| (partitions[i], bases[i] + k))
-            .collect())
     }
 
     /// Reads records from `offset`, long-polling at the high-watermark.

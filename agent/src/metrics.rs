@@ -25,6 +25,10 @@ pub struct Metrics {
     pub fetch_records: Counter,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
+    /// Membership changes (joins, leaves) this agent carried out.
+    pub group_rebalances: Counter,
+    /// Offset commits accepted (alone; transactions count as produce).
+    pub group_commits: Counter,
 }
 
 fn latency() -> Histogram {
@@ -47,6 +51,8 @@ impl Metrics {
             fetch_records: Counter::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
+            group_rebalances: Counter::default(),
+            group_commits: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("silt");
         r.register(
@@ -105,6 +111,16 @@ impl Metrics {
             "cache_misses",
             "Read-cache misses (ranged GETs)",
             m.cache_misses.clone(),
+        );
+        r.register(
+            "group_rebalances",
+            "Consumer group joins and leaves (each starts a new generation)",
+            m.group_rebalances.clone(),
+        );
+        r.register(
+            "group_commits",
+            "Consumer group offset commits accepted",
+            m.group_commits.clone(),
         );
         m
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use prometheus_client::registry::Registry;
 use silt_agent::Agent;
 
@@ -82,10 +82,34 @@ pub fn app(state: AppState) -> Router {
             "/v1/topics/{topic}",
             get(routes::topics::describe).delete(routes::topics::delete),
         )
-        .route("/v1/topics/{topic}/records", post(routes::records::produce))
+        .route("/v1/topics/{topic}/records", post(routes::produce::produce))
         .route(
             "/v1/topics/{topic}/partitions/{partition}/records",
-            post(routes::records::produce_to_partition).get(routes::records::fetch),
+            post(routes::produce::produce_to_partition).get(routes::records::fetch),
+        )
+        .route("/v1/records", post(routes::produce::produce_multi))
+        .route("/v1/transactions", post(routes::produce::transaction))
+        .route("/v1/producers", post(routes::produce::create_producer))
+        .route("/v1/consumer-groups", get(routes::groups::list))
+        .route(
+            "/v1/consumer-groups/{group}",
+            get(routes::groups::describe).delete(routes::groups::delete),
+        )
+        .route(
+            "/v1/consumer-groups/{group}/members",
+            post(routes::groups::join),
+        )
+        .route(
+            "/v1/consumer-groups/{group}/members/{member}",
+            put(routes::groups::heartbeat).delete(routes::groups::leave),
+        )
+        .route(
+            "/v1/consumer-groups/{group}/members/{member}/records",
+            get(routes::groups::fetch),
+        )
+        .route(
+            "/v1/consumer-groups/{group}/offsets",
+            post(routes::groups::commit).get(routes::groups::offsets),
         )
         .route(
             "/v1/topics/{topic}/partitions/{partition}/offsets",

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use silt_agent::{Error, ErrorKind};
+use silt_agent::{Error, ErrorKind, Refusal};
 
 /// A problem answer.
 #[derive(Debug, Clone, Serialize)]
@@ -20,6 +20,10 @@ pub struct Problem {
     pub detail: String,
     pub code: &'static str,
     pub retriable: bool,
+    /// Machine-readable details of some problems (e.g. the group's current
+    /// `generation` with `stale_generation`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
     #[serde(skip)]
     pub retry_after: Option<Duration>,
 }
@@ -33,8 +37,17 @@ impl Problem {
             detail: detail.into(),
             code,
             retriable: matches!(status.as_u16(), 429 | 503),
+            extensions: None,
             retry_after: None,
         }
+    }
+
+    /// Adds a machine-readable detail.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions
+            .get_or_insert_default()
+            .insert(key.to_owned(), value.into());
+        self
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -60,6 +73,10 @@ impl From<Error> for Problem {
             (Error::TopicExists(_), _) => {
                 Problem::new(StatusCode::CONFLICT, "topic_exists", detail)
             }
+            (Error::GroupNotFound(_), _) => {
+                Problem::new(StatusCode::NOT_FOUND, "group_not_found", detail)
+            }
+            (Error::Refused(r), _) => refusal(*r, detail),
             (Error::OffsetOutOfRange { .. }, _) => Problem::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "offset_out_of_range",
@@ -78,7 +95,13 @@ impl From<Error> for Problem {
             (_, ErrorKind::AlreadyExists) => {
                 Problem::new(StatusCode::CONFLICT, "already_exists", detail)
             }
-            (_, ErrorKind::Unavailable | ErrorKind::Overloaded | ErrorKind::OffsetOutOfRange) => {
+            (
+                _,
+                ErrorKind::Unavailable
+                | ErrorKind::Overloaded
+                | ErrorKind::OffsetOutOfRange
+                | ErrorKind::Refused,
+            ) => {
                 tracing::warn!(error = %e, "dependency unavailable");
                 let what = match e {
                     Error::Storage(_) => "object storage",
@@ -100,6 +123,40 @@ impl From<Error> for Problem {
                 )
             }
         }
+    }
+}
+
+/// Refused conditional writes: 409 unless the request itself is wrong.
+fn refusal(r: Refusal, detail: String) -> Problem {
+    let conflict = |code| Problem::new(StatusCode::CONFLICT, code, detail.clone());
+    match r {
+        Refusal::TopicGone => Problem::new(StatusCode::NOT_FOUND, "topic_not_found", detail),
+        Refusal::UnknownProducer { .. } => conflict("unknown_producer"),
+        Refusal::ProducerFenced { epoch } => conflict("producer_fenced").with("epoch", epoch),
+        Refusal::OutOfOrderSequence { expected } => {
+            conflict("out_of_order_sequence").with("expected_sequence", expected)
+        }
+        Refusal::SequenceTooOld { .. } => conflict("sequence_too_old"),
+        Refusal::IdempotencyKeyReused => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            detail,
+        ),
+        Refusal::RequestMismatch => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "request_mismatch", detail)
+        }
+        Refusal::UnknownMember => Problem::new(StatusCode::NOT_FOUND, "unknown_member", detail),
+        Refusal::StaleGeneration { generation } => {
+            conflict("stale_generation").with("generation", generation)
+        }
+        Refusal::RebalanceInProgress { generation } => {
+            conflict("rebalance_in_progress").with("generation", generation)
+        }
+        Refusal::NotAssigned { partition, .. } => {
+            conflict("not_assigned").with("partition", partition)
+        }
+        Refusal::GroupHasMembers => conflict("group_has_members"),
+        Refusal::InconsistentProtocol => conflict("inconsistent_group_protocol"),
     }
 }
 

@@ -145,6 +145,10 @@ pub struct HeaderIn<'a> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordIn<'a> {
+    /// Required by `POST /v1/records` and transactions; elsewhere the topic
+    /// is the path's (and, if given, must be the same).
+    #[serde(default)]
+    pub topic: Option<String>,
     #[serde(default, borrow)]
     pub key: Option<Text<'a>>,
     #[serde(borrow)]
@@ -162,6 +166,18 @@ pub struct RecordIn<'a> {
 pub struct ProduceBody<'a> {
     #[serde(borrow)]
     pub records: Vec<RecordIn<'a>>,
+    /// An idempotent producer's identity and this request's sequence.
+    #[serde(default)]
+    pub producer: Option<ProducerSeq>,
+}
+
+/// `{"id","epoch","sequence"}` of an idempotent producer's request.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerSeq {
+    pub id: u64,
+    pub epoch: u32,
+    pub sequence: u64,
 }
 
 /// Per-request limits on produce bodies.
@@ -236,6 +252,25 @@ pub struct OffsetOut {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ProduceResponse {
     pub offsets: Vec<OffsetOut>,
+    /// Present (true) when this request repeated one already committed: the
+    /// offsets are the original ones and nothing was written again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// A record's place in a multi-topic answer.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicOffsetOut {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MultiProduceResponse {
+    pub offsets: Vec<TopicOffsetOut>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -336,4 +371,94 @@ pub struct TopicList {
 pub struct OffsetsOut {
     pub earliest_offset: u64,
     pub latest_offset: u64,
+}
+
+/// `{"topic","partition","offset","metadata"?}`: the next offset to consume.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffsetIn {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    #[serde(default)]
+    pub metadata: String,
+}
+
+/// Offsets to commit, as a member (`member_id` and `generation`) or as a
+/// standalone reader (neither).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffsetsIn {
+    #[serde(default)]
+    pub member_id: Option<String>,
+    #[serde(default)]
+    pub generation: Option<u32>,
+    pub offsets: Vec<OffsetIn>,
+}
+
+impl OffsetsIn {
+    pub fn into_commit(self, group: String) -> Result<silt_agent::groups::GroupCommit, Problem> {
+        use silt_agent::groups::{GroupCommit, OffsetSpec};
+        let member = match (self.member_id, self.generation) {
+            (Some(member_id), Some(generation)) => Some(silt_agent::groups::MemberRef {
+                member_id,
+                generation,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(Problem::bad_request(
+                    "invalid_request",
+                    "give both member_id and generation, or neither (a standalone commit)",
+                ));
+            }
+        };
+        Ok(GroupCommit {
+            group,
+            member,
+            offsets: self
+                .offsets
+                .into_iter()
+                .map(|o| OffsetSpec {
+                    topic: o.topic,
+                    partition: o.partition,
+                    offset: o.offset,
+                    metadata: o.metadata,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// `POST /v1/transactions`: records and the input offsets, together.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionBody<'a> {
+    #[serde(borrow)]
+    pub produce: Vec<RecordIn<'a>>,
+    pub commit: TransactionCommit,
+    #[serde(default)]
+    pub producer: Option<ProducerSeq>,
+}
+
+/// The offsets part of a transaction: [`OffsetsIn`] plus the group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionCommit {
+    pub group: String,
+    #[serde(default)]
+    pub member_id: Option<String>,
+    #[serde(default)]
+    pub generation: Option<u32>,
+    pub offsets: Vec<OffsetIn>,
+}
+
+impl TransactionCommit {
+    pub fn into_commit(self) -> Result<silt_agent::groups::GroupCommit, Problem> {
+        OffsetsIn {
+            member_id: self.member_id,
+            generation: self.generation,
+            offsets: self.offsets,
+        }
+        .into_commit(self.group)
+    }
 }

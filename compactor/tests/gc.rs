@@ -82,6 +82,7 @@ async fn only_old_uncommitted_segments_are_collected() {
         object: "segments/100-aa.seg".into(),
         committed_ms: 0,
         chunks: vec![chunk],
+        units: Vec::new(),
     };
     s.md.commit_segment(&commit).await.unwrap();
     let c = compactor(&s, 1);

@@ -2,16 +2,12 @@
 //! [`crate::runner`]): a retry after an unknown commit result finds the trace
 //! of its earlier success and returns the same answer.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::keys::{Key, KeyKind, KeyRange, TOPIC_ID_COUNTER};
 use crate::kv::{Kv, Txn};
 use crate::runner::{Attempt, RetryPolicy, Runner};
-use crate::values::{
-    IndexEntry, MAX_CHUNKS_PER_SEGMENT, PartitionState, SegmentRecord, TopicConfig, TopicRecord,
-    decode_u64, encode_u64,
-};
+use crate::values::{IndexEntry, PartitionState, TopicConfig, TopicRecord, decode_u64, encode_u64};
 use crate::{Error, Result};
 
 /// Most partitions a topic may have.
@@ -26,29 +22,6 @@ pub struct TopicInfo {
     pub partitions: u32,
     pub config: TopicConfig,
     pub created_ms: i64,
-}
-
-/// One chunk of a segment, to be indexed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChunkCommit {
-    pub topic_id: u64,
-    pub partition: u32,
-    pub byte_offset: u64,
-    pub byte_len: u32,
-    pub record_count: u32,
-    pub max_timestamp: i64,
-}
-
-/// A segment object that has been written and now needs offsets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SegmentCommit {
-    /// Unique id of the segment; the idempotence key.
-    pub segment_id: String,
-    /// The object key holding it.
-    pub object: String,
-    pub committed_ms: i64,
-    /// In (topic, partition) order.
-    pub chunks: Vec<ChunkCommit>,
 }
 
 /// What a fetch needs: the partition's state and the index entries covering
@@ -68,6 +41,11 @@ pub struct Metadata {
 
 /// Checks a topic name: 1–249 characters of `[A-Za-z0-9._-]`, not `.`/`..`.
 pub fn validate_topic_name(name: &str) -> Result<()> {
+    validate_name("topic", name)
+}
+
+/// The naming rule of topics and groups.
+pub(crate) fn validate_name(what: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_TOPIC_NAME
         && name != "."
@@ -79,7 +57,7 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Invalid(format!(
-            "invalid topic name {name:?}: use 1 to {MAX_TOPIC_NAME} characters of [A-Za-z0-9._-]"
+            "invalid {what} name {name:?}: use 1 to {MAX_TOPIC_NAME} characters of [A-Za-z0-9._-]"
         )))
     }
 }
@@ -98,14 +76,45 @@ fn decode_topic(b: &[u8]) -> Result<TopicRecord> {
     serde_json::from_slice(b).map_err(|_| Error::Corrupt("topic record"))
 }
 
-async fn read_topic(txn: &mut dyn Txn, id: u64, snapshot: bool) -> Result<Option<TopicRecord>> {
+pub(crate) async fn read_topic(
+    txn: &mut dyn Txn,
+    id: u64,
+    snapshot: bool,
+) -> Result<Option<TopicRecord>> {
     match txn.get(&Key::Topic(id).encode(), snapshot).await? {
         Some(b) => decode_topic(&b).map(Some),
         None => Ok(None),
     }
 }
 
-async fn read_partition(
+/// The partition count of each topic id (`None`: the topic is gone).
+pub(crate) async fn partition_counts(
+    txn: &mut dyn Txn,
+    topic_ids: Vec<u64>,
+    snapshot: bool,
+) -> Result<std::collections::HashMap<u64, Option<u32>>> {
+    let mut out = std::collections::HashMap::new();
+    for id in topic_ids {
+        if let std::collections::hash_map::Entry::Vacant(e) = out.entry(id) {
+            e.insert(read_topic(txn, id, snapshot).await?.map(|t| t.partitions));
+        }
+    }
+    Ok(out)
+}
+
+/// The id a topic name maps to, if the topic exists.
+pub(crate) async fn topic_id_by_name(
+    txn: &mut dyn Txn,
+    name: &str,
+    snapshot: bool,
+) -> Result<Option<u64>> {
+    match txn.get(&Key::TopicName(name).encode(), snapshot).await? {
+        Some(b) => decode_u64(&b).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub(crate) async fn read_partition(
     txn: &mut dyn Txn,
     id: u64,
     p: u32,
@@ -285,23 +294,6 @@ impl Metadata {
         .await
     }
 
-    /// Assigns offsets to a written segment's chunks, exactly once: returns
-    /// each chunk's base offset, or `None` for a chunk whose topic or
-    /// partition no longer exists. Retrying (even after an unknown commit
-    /// result) returns the same answer and indexes nothing twice.
-    pub async fn commit_segment(&self, commit: &SegmentCommit) -> Result<Vec<Option<u64>>> {
-        if commit.chunks.len() > MAX_CHUNKS_PER_SEGMENT {
-            return Err(Error::Invalid(format!(
-                "a segment holds at most {MAX_CHUNKS_PER_SEGMENT} chunks"
-            )));
-        }
-        self.run("commit_segment", false, |txn, _| {
-            let c = commit.clone();
-            Box::pin(async move { commit_segment_body(txn, &c).await })
-        })
-        .await
-    }
-
     /// Reads a partition's state and the index entries from `offset` on (at
     /// most `max_entries`). `None` if the partition does not exist.
     pub async fn read_plan(
@@ -355,64 +347,4 @@ impl Metadata {
         let key = Key::Partition(topic_id, partition).encode();
         Ok(self.runner.kv.watch(&key, Some(&seen.encode())).await?)
     }
-}
-
-async fn commit_segment_body(txn: &mut dyn Txn, c: &SegmentCommit) -> Result<Vec<Option<u64>>> {
-    let seg_key = Key::Segment(&c.segment_id).encode();
-    if let Some(done) = txn.get(&seg_key, false).await? {
-        let rec = SegmentRecord::decode(&done)?;
-        return Ok(rec.chunks.into_iter().map(|(_, _, base)| base).collect());
-    }
-    let mut topics: HashMap<u64, Option<u32>> = HashMap::new();
-    let mut outcome = Vec::with_capacity(c.chunks.len());
-    for ch in &c.chunks {
-        let partitions = match topics.get(&ch.topic_id) {
-            Some(&n) => n,
-            None => {
-                let n = read_topic(txn, ch.topic_id, false)
-                    .await?
-                    .map(|t| t.partitions);
-                topics.insert(ch.topic_id, n);
-                n
-            }
-        };
-        let base = match partitions {
-            Some(n) if ch.partition < n && ch.record_count > 0 => {
-                let mut state = read_partition(txn, ch.topic_id, ch.partition, false)
-                    .await?
-                    .ok_or(Error::Corrupt("missing partition state"))?;
-                let base = state.high_watermark;
-                let entry = IndexEntry {
-                    object: c.object.clone(),
-                    byte_offset: ch.byte_offset,
-                    byte_len: ch.byte_len,
-                    record_count: ch.record_count,
-                    max_timestamp: ch.max_timestamp,
-                };
-                txn.set(
-                    &Key::Index(ch.topic_id, ch.partition, base).encode(),
-                    &entry.encode(),
-                );
-                state.high_watermark += u64::from(ch.record_count);
-                txn.set(
-                    &Key::Partition(ch.topic_id, ch.partition).encode(),
-                    &state.encode(),
-                );
-                Some(base)
-            }
-            _ => None,
-        };
-        outcome.push(base);
-    }
-    let record = SegmentRecord {
-        committed_ms: c.committed_ms,
-        chunks: c
-            .chunks
-            .iter()
-            .zip(&outcome)
-            .map(|(ch, &b)| (ch.topic_id, ch.partition, b))
-            .collect(),
-    };
-    txn.set(&seg_key, &record.encode());
-    Ok(outcome)
 }

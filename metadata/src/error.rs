@@ -7,6 +7,11 @@ pub enum Error {
     TopicNotFound(String),
     #[error("topic {0:?} already exists")]
     TopicExists(String),
+    #[error("group {0:?} not found")]
+    GroupNotFound(String),
+    /// A conditional write was refused; nothing of it was applied.
+    #[error(transparent)]
+    Refused(#[from] crate::values::Refusal),
     #[error("{0}")]
     Invalid(String),
     #[error("metadata store: {0}")]
@@ -23,6 +28,9 @@ pub enum ErrorKind {
     NotFound,
     AlreadyExists,
     InvalidArgument,
+    /// A precondition of a conditional write failed (fencing, sequence
+    /// numbers, group membership); see [`crate::values::Refusal`].
+    Refused,
     /// The store is unreachable, overloaded or contended past the retry
     /// budget; the caller may retry later. `MaybeCommitted` also lands here.
     Unavailable,
@@ -33,7 +41,8 @@ pub enum ErrorKind {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::TopicNotFound(_) => ErrorKind::NotFound,
+            Error::TopicNotFound(_) | Error::GroupNotFound(_) => ErrorKind::NotFound,
+            Error::Refused(_) => ErrorKind::Refused,
             Error::TopicExists(_) => ErrorKind::AlreadyExists,
             Error::Invalid(_) | Error::InvalidUrl { .. } => ErrorKind::InvalidArgument,
             Error::Kv(e) if e.class == ErrorClass::Fatal => ErrorKind::Internal,

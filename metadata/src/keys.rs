@@ -5,20 +5,39 @@
 //! `0x00` escaped to `0x00 0xFF` and terminated by `0x00` (the FoundationDB
 //! tuple layer's rule). Kind ids are stable: never renumber, only add.
 //!
-//! | id   | key                                   | value ([`crate::values`])        |
-//! |------|---------------------------------------|----------------------------------|
-//! | 0x01 | `TopicName(name)`                     | topic id, u64 BE                 |
-//! | 0x02 | `Topic(topic_id)`                     | `TopicRecord`, JSON              |
-//! | 0x03 | `Partition(topic_id, partition)`      | `PartitionState`, 17 bytes       |
-//! | 0x04 | `Index(topic_id, partition, base)`    | `IndexEntry`: where offsets `base..base+count` live |
-//! | 0x05 | `Segment(segment_id)`                 | `SegmentRecord`: the commit's outcome (idempotence) |
-//! | 0x06 | `Counter(name)`                       | u64 BE                           |
-//! | 0x07 | `Lease(name)`                         | `LeaseRecord`: who runs a singleton job, until when |
+//! | id   | key                                        | value ([`crate::values`])                  |
+//! |------|--------------------------------------------|--------------------------------------------|
+//! | 0x01 | `TopicName(name)`                          | topic id, u64 BE                           |
+//! | 0x02 | `Topic(topic_id)`                          | `TopicRecord`, JSON                        |
+//! | 0x03 | `Partition(topic_id, partition)`           | `PartitionState`, 17 bytes                 |
+//! | 0x04 | `Index(topic_id, partition, base)`         | `IndexEntry`: where offsets `base..base+count` live |
+//! | 0x05 | `Segment(segment_id)`                      | `SegmentRecord`: the commit's outcome (idempotence) |
+//! | 0x06 | `Counter(name)`                            | u64 BE                                     |
+//! | 0x07 | `Lease(name)`                              | `LeaseRecord`: who runs a singleton job, until when |
+//! | 0x08 | `Group(group)`                             | `GroupRecord`, JSON: generation, protocol, reset policy |
+//! | 0x09 | `Member(group, member_id)`                 | `MemberRecord`, JSON: lease, subscription, assignment |
+//! | 0x0A | `Offset(group, topic_id, partition)`       | `CommittedOffset`: shared by every group protocol |
+//! | 0x0B | `Producer(producer_id)`                    | `ProducerRecord`: epoch and next request sequence |
+//! | 0x0C | `ProducerName(name)`                       | producer id, u64 BE                        |
+//! | 0x0D | `ProducerAnswer(producer_id, sequence)`    | `Answer`: offsets a sequenced request got  |
+//! | 0x0E | `Idempotency(key)`                         | `IdempotencyRecord`: request fingerprint and `Answer` |
+//! | 0x0F | `Expiry(at_ms, key)`                       | empty: `key` is garbage from `at_ms` on    |
+//!
+//! Reserved for the capabilities still to come (same table, same rules):
+//! `0x10 KafkaSequence(producer_id, topic_id, partition)` — per-partition
+//! sequence window of Kafka idempotent producers; `0x11 Archive(topic_id,
+//! partition)` — next offset to archive to Parquet; `0x12 Collected(segment_id)`
+//! — the GC fence a late commit must find; `0x13 ShareWindow(group, topic_id,
+//! partition)` and `0x14 ShareRecord(group, topic_id, partition, offset)` —
+//! share-group in-flight windows.
 //!
 //! Invariants kept by [`crate::Metadata`]: for every partition, the `Index`
 //! entries tile `[log_start_offset, high_watermark)` without gaps or overlap,
 //! and every `Index` entry of a segment was written by the same transaction
-//! that wrote its `Segment` record.
+//! that wrote its `Segment` record. Group invariants: see [`crate::groups`].
+//! Every key with a time to live has an `Expiry` entry written in the same
+//! transaction, so expiry work is a range read by time, never a scan of
+//! everything.
 
 /// Stable kind ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +50,14 @@ pub enum KeyKind {
     Segment = 0x05,
     Counter = 0x06,
     Lease = 0x07,
+    Group = 0x08,
+    Member = 0x09,
+    Offset = 0x0A,
+    Producer = 0x0B,
+    ProducerName = 0x0C,
+    ProducerAnswer = 0x0D,
+    Idempotency = 0x0E,
+    Expiry = 0x0F,
 }
 
 /// A key of the keyspace.
@@ -43,10 +70,20 @@ pub enum Key<'a> {
     Segment(&'a str),
     Counter(&'a str),
     Lease(&'a str),
+    Group(&'a str),
+    Member(&'a str, &'a str),
+    Offset(&'a str, u64, u32),
+    Producer(u64),
+    ProducerName(&'a str),
+    ProducerAnswer(u64, u64),
+    Idempotency(&'a str),
+    /// `(at_ms, encoded key)`: the key is garbage from `at_ms` on.
+    Expiry(i64, &'a [u8]),
 }
 
 /// Counter names.
 pub const TOPIC_ID_COUNTER: &str = "topic_id";
+pub const PRODUCER_ID_COUNTER: &str = "producer_id";
 
 impl Key<'_> {
     pub fn kind(&self) -> KeyKind {
@@ -58,16 +95,28 @@ impl Key<'_> {
             Key::Segment(_) => KeyKind::Segment,
             Key::Counter(_) => KeyKind::Counter,
             Key::Lease(_) => KeyKind::Lease,
+            Key::Group(_) => KeyKind::Group,
+            Key::Member(..) => KeyKind::Member,
+            Key::Offset(..) => KeyKind::Offset,
+            Key::Producer(_) => KeyKind::Producer,
+            Key::ProducerName(_) => KeyKind::ProducerName,
+            Key::ProducerAnswer(..) => KeyKind::ProducerAnswer,
+            Key::Idempotency(_) => KeyKind::Idempotency,
+            Key::Expiry(..) => KeyKind::Expiry,
         }
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut k = vec![self.kind() as u8];
         match *self {
-            Key::TopicName(s) | Key::Segment(s) | Key::Counter(s) | Key::Lease(s) => {
-                put_str(&mut k, s)
-            }
-            Key::Topic(t) => k.extend_from_slice(&t.to_be_bytes()),
+            Key::TopicName(s)
+            | Key::Segment(s)
+            | Key::Counter(s)
+            | Key::Lease(s)
+            | Key::Group(s)
+            | Key::ProducerName(s)
+            | Key::Idempotency(s) => put_str(&mut k, s),
+            Key::Topic(n) | Key::Producer(n) => k.extend_from_slice(&n.to_be_bytes()),
             Key::Partition(t, p) => {
                 k.extend_from_slice(&t.to_be_bytes());
                 k.extend_from_slice(&p.to_be_bytes());
@@ -76,6 +125,24 @@ impl Key<'_> {
                 k.extend_from_slice(&t.to_be_bytes());
                 k.extend_from_slice(&p.to_be_bytes());
                 k.extend_from_slice(&o.to_be_bytes());
+            }
+            Key::Member(g, m) => {
+                put_str(&mut k, g);
+                put_str(&mut k, m);
+            }
+            Key::Offset(g, t, p) => {
+                put_str(&mut k, g);
+                k.extend_from_slice(&t.to_be_bytes());
+                k.extend_from_slice(&p.to_be_bytes());
+            }
+            Key::ProducerAnswer(id, seq) => {
+                k.extend_from_slice(&id.to_be_bytes());
+                k.extend_from_slice(&seq.to_be_bytes());
+            }
+            Key::Expiry(at, key) => {
+                // Times before the epoch sort first (clamped to 0).
+                k.extend_from_slice(&(at.max(0) as u64).to_be_bytes());
+                k.extend_from_slice(key);
             }
         }
         k
@@ -146,6 +213,35 @@ impl KeyRange {
             },
         }
     }
+
+    /// All `Member` keys of a group.
+    pub fn members(group: &str) -> Self {
+        let mut p = vec![KeyKind::Member as u8];
+        put_str(&mut p, group);
+        Self::prefix(p)
+    }
+
+    /// All `Offset` keys of a group.
+    pub fn offsets(group: &str) -> Self {
+        let mut p = vec![KeyKind::Offset as u8];
+        put_str(&mut p, group);
+        Self::prefix(p)
+    }
+
+    /// All `ProducerAnswer` keys of a producer.
+    pub fn producer_answers(producer_id: u64) -> Self {
+        let mut p = vec![KeyKind::ProducerAnswer as u8];
+        p.extend_from_slice(&producer_id.to_be_bytes());
+        Self::prefix(p)
+    }
+
+    /// `Expiry` keys due before `at_ms`.
+    pub fn expired_before(at_ms: i64) -> Self {
+        Self {
+            begin: vec![KeyKind::Expiry as u8],
+            end: Key::Expiry(at_ms, &[]).encode(),
+        }
+    }
 }
 
 /// Why a stored key could not be decoded.
@@ -153,53 +249,65 @@ impl KeyRange {
 #[error("malformed key {0:02x?}")]
 pub struct BadKey(pub Vec<u8>);
 
-/// Decodes any key of the keyspace.
-pub fn decode(key: &[u8]) -> Result<Key<'_>, BadKey> {
-    let bad = || BadKey(key.to_vec());
-    let (&kind, rest) = key.split_first().ok_or_else(bad)?;
-    let u64_at = |i: usize| -> Result<u64, BadKey> {
-        rest.get(i..i + 8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_be_bytes)
-            .ok_or_else(bad)
-    };
-    let u32_at = |i: usize| -> Result<u32, BadKey> {
-        rest.get(i..i + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_be_bytes)
-            .ok_or_else(bad)
-    };
-    let exact = |n: usize| if rest.len() == n { Ok(()) } else { Err(bad()) };
-    Ok(match kind {
-        k if k == KeyKind::TopicName as u8 => Key::TopicName(get_str(rest).ok_or_else(bad)?),
-        k if k == KeyKind::Segment as u8 => Key::Segment(get_str(rest).ok_or_else(bad)?),
-        k if k == KeyKind::Counter as u8 => Key::Counter(get_str(rest).ok_or_else(bad)?),
-        k if k == KeyKind::Lease as u8 => Key::Lease(get_str(rest).ok_or_else(bad)?),
-        k if k == KeyKind::Topic as u8 => {
-            exact(8)?;
-            Key::Topic(u64_at(0)?)
-        }
-        k if k == KeyKind::Partition as u8 => {
-            exact(12)?;
-            Key::Partition(u64_at(0)?, u32_at(8)?)
-        }
-        k if k == KeyKind::Index as u8 => {
-            exact(20)?;
-            Key::Index(u64_at(0)?, u32_at(8)?, u64_at(12)?)
-        }
-        _ => return Err(bad()),
-    })
+/// Reads key elements front to back.
+struct Elements<'a>(&'a [u8]);
+
+impl<'a> Elements<'a> {
+    fn fixed<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_at_checked(N)?;
+        self.0 = rest;
+        head.try_into().ok()
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.fixed().map(u64::from_be_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.fixed().map(u32::from_be_bytes)
+    }
+    /// A terminated string: up to the first `0x00`. Names holding `0x00`
+    /// are rejected at creation, so no valid key holds an escape (and the
+    /// byte after the terminator belongs to the next element).
+    fn str(&mut self) -> Option<&'a str> {
+        let end = self.0.iter().position(|&b| b == 0)?;
+        let s = std::str::from_utf8(&self.0[..end]).ok()?;
+        self.0 = &self.0[end + 1..];
+        Some(s)
+    }
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.0)
+    }
+    fn done(&self) -> Option<()> {
+        self.0.is_empty().then_some(())
+    }
 }
 
-/// Strings are stored escaped; keys holding a `0x00` byte decode only if
-/// it is escaped. Returns a borrowed string when no escape occurs (the common
-/// case); escaped names are rejected at creation, so this suffices.
-fn get_str(rest: &[u8]) -> Option<&str> {
-    let (body, term) = rest.split_at(rest.len().checked_sub(1)?);
-    if term != [0] || body.contains(&0) {
-        return None;
-    }
-    std::str::from_utf8(body).ok()
+/// Decodes any key of the keyspace.
+pub fn decode(key: &[u8]) -> Result<Key<'_>, BadKey> {
+    let (&kind, rest) = key.split_first().ok_or_else(|| BadKey(key.to_vec()))?;
+    let mut e = Elements(rest);
+    let k = (|| {
+        let k = match kind {
+            k if k == KeyKind::TopicName as u8 => Key::TopicName(e.str()?),
+            k if k == KeyKind::Topic as u8 => Key::Topic(e.u64()?),
+            k if k == KeyKind::Partition as u8 => Key::Partition(e.u64()?, e.u32()?),
+            k if k == KeyKind::Index as u8 => Key::Index(e.u64()?, e.u32()?, e.u64()?),
+            k if k == KeyKind::Segment as u8 => Key::Segment(e.str()?),
+            k if k == KeyKind::Counter as u8 => Key::Counter(e.str()?),
+            k if k == KeyKind::Lease as u8 => Key::Lease(e.str()?),
+            k if k == KeyKind::Group as u8 => Key::Group(e.str()?),
+            k if k == KeyKind::Member as u8 => Key::Member(e.str()?, e.str()?),
+            k if k == KeyKind::Offset as u8 => Key::Offset(e.str()?, e.u64()?, e.u32()?),
+            k if k == KeyKind::Producer as u8 => Key::Producer(e.u64()?),
+            k if k == KeyKind::ProducerName as u8 => Key::ProducerName(e.str()?),
+            k if k == KeyKind::ProducerAnswer as u8 => Key::ProducerAnswer(e.u64()?, e.u64()?),
+            k if k == KeyKind::Idempotency as u8 => Key::Idempotency(e.str()?),
+            k if k == KeyKind::Expiry as u8 => Key::Expiry(e.u64()? as i64, e.rest()),
+            _ => return None,
+        };
+        e.done()?;
+        Some(k)
+    })();
+    k.ok_or_else(|| BadKey(key.to_vec()))
 }
 
 #[cfg(test)]
@@ -224,6 +332,7 @@ mod tests {
         #[test]
         fn topic_round_trips(t in any::<u64>()) {
             prop_assert!(round_trips(Key::Topic(t)));
+            prop_assert!(round_trips(Key::Producer(t)));
         }
         #[test]
         fn partition_round_trips(t in any::<u64>(), p in any::<u32>()) {
@@ -238,10 +347,37 @@ mod tests {
             prop_assert!(r.begin <= ka && ka < r.end);
         }
         #[test]
-        fn segment_and_counter_round_trip(n in name()) {
-            prop_assert!(round_trips(Key::Segment(&n)));
-            prop_assert!(round_trips(Key::Counter(&n)));
-            prop_assert!(round_trips(Key::Lease(&n)));
+        fn string_keys_round_trip(n in name()) {
+            for k in [Key::Segment(&n), Key::Counter(&n), Key::Lease(&n), Key::Group(&n),
+                      Key::ProducerName(&n), Key::Idempotency(&n)] {
+                prop_assert!(round_trips(k));
+            }
+        }
+        #[test]
+        fn group_keys_round_trip_and_stay_in_their_group(g in name(), m in name(), t in any::<u64>(), p in any::<u32>()) {
+            prop_assert!(round_trips(Key::Member(&g, &m)));
+            prop_assert!(round_trips(Key::Offset(&g, t, p)));
+            let members = KeyRange::members(&g);
+            let k = Key::Member(&g, &m).encode();
+            prop_assert!(members.begin <= k && k < members.end);
+            let offsets = KeyRange::offsets(&g);
+            let k = Key::Offset(&g, t, p).encode();
+            prop_assert!(offsets.begin <= k && k < offsets.end);
+            // A group whose name extends this one's is outside its ranges.
+            let longer = format!("{g}x");
+            let k = Key::Member(&longer, &m).encode();
+            prop_assert!(!(members.begin <= k && k < members.end));
+        }
+        #[test]
+        fn answers_and_expiries_round_trip(id in any::<u64>(), seq in any::<u64>(), at in 0i64..i64::MAX, n in name()) {
+            prop_assert!(round_trips(Key::ProducerAnswer(id, seq)));
+            let target = Key::Idempotency(&n).encode();
+            prop_assert!(round_trips(Key::Expiry(at, &target)));
+            let due = KeyRange::expired_before(at.saturating_add(1));
+            let k = Key::Expiry(at, &target).encode();
+            prop_assert!(due.begin <= k && k < due.end);
+            let not_yet = KeyRange::expired_before(at);
+            prop_assert!(k >= not_yet.end);
         }
         #[test]
         fn string_order_is_preserved(a in name(), b in name()) {
@@ -261,5 +397,15 @@ mod tests {
         let i = KeyRange::index(7, 3, 0, u64::MAX);
         assert!(Key::Index(7, 3, u64::MAX).encode() < i.end);
         assert!(Key::Index(7, 4, 0).encode() >= i.end);
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut k = Key::Topic(1).encode();
+        k.push(0);
+        assert!(decode(&k).is_err());
+        let mut k = Key::Group("g").encode();
+        k.push(b'x');
+        assert!(decode(&k).is_err());
     }
 }

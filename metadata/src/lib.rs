@@ -11,25 +11,32 @@
 //! Invariants (checked by the conformance suite on every backend): offsets of
 //! a partition are dense from its log start; a segment is indexed at most
 //! once, however often its commit is retried; a commit is acknowledged only
-//! when durable in the store.
+//! when durable in the store; a commit unit is all or nothing, a producer
+//! sequence or idempotency key commits at most once, and a fenced member
+//! never moves a group's offsets ([`commit`], [`groups`], [`producers`]).
 
 mod catalog;
+pub mod commit;
 mod error;
 pub mod fault;
 #[cfg(feature = "fdb")]
 pub mod fdb;
+pub mod groups;
 pub mod keys;
 pub mod kv;
 mod lease;
+pub mod producers;
 pub mod runner;
 pub mod sqlite;
 pub mod values;
 
 use std::sync::Arc;
 
-pub use catalog::{ChunkCommit, MAX_PARTITIONS, Metadata, ReadPlan, SegmentCommit, TopicInfo};
+pub use catalog::{MAX_PARTITIONS, Metadata, ReadPlan, TopicInfo};
+pub use commit::{ChunkCommit, CommitOutcome, CommitUnit, Dedup, SegmentCommit, UnitResult};
 pub use error::{Error, ErrorKind, Result};
-pub use values::{CompressionName, IndexEntry, PartitionState, TopicConfig};
+pub use producers::ProducerId;
+pub use values::{Answer, CompressionName, IndexEntry, PartitionState, Refusal, TopicConfig};
 
 /// Opens the store a URL names:
 /// * `sqlite:///abs/path/meta.db` (or `sqlite:relative/path.db`);

@@ -6,9 +6,11 @@
 //! footer: version u8 | count u32 | entry*      entry = 48 bytes, see ChunkInfo
 //! trailer: footer_len u32 | footer_crc u32 | "SILTEND1"
 //! ```
-//! All integers are big-endian. Invariants: chunks are contiguous, sorted by
-//! (topic id, partition), and their batches carry base offsets relative to the
-//! chunk's first record. The metadata index stores each chunk's byte range, so
+//! All integers are big-endian. Invariants: chunks are contiguous, ordered by
+//! (topic id, partition) — a partition may have several consecutive chunks
+//! (one per request that must commit on its own), committed in segment
+//! order — and their batches carry base offsets relative to the chunk's
+//! first record. The metadata index stores each chunk's byte range, so
 //! a reader needs one ranged GET per chunk and never reads the footer; the
 //! footer makes a segment self-describing for the compactor and for repair.
 
@@ -60,14 +62,12 @@ impl SegmentWriter {
         }
     }
 
-    /// Starts the chunk of (topic, partition); keys must strictly increase.
+    /// Starts a chunk of (topic, partition); keys must not decrease.
     pub fn begin_chunk(&mut self, topic_id: u64, partition: u32) -> Result<()> {
         self.end_chunk();
         if let Some(last) = self.chunks.last() {
-            if (last.topic_id, last.partition) >= (topic_id, partition) {
-                return Err(Error::Encode(
-                    "chunks must be in strictly increasing (topic, partition) order",
-                ));
+            if (last.topic_id, last.partition) > (topic_id, partition) {
+                return Err(Error::Encode("chunks must be in (topic, partition) order"));
             }
         }
         self.open = Some(ChunkInfo {
@@ -287,6 +287,12 @@ mod tests {
         w.begin_chunk(2, 0).unwrap();
         w.append_batch(&[rec(0)], Compression::None).unwrap();
         assert!(w.begin_chunk(1, 5).is_err());
-        assert!(w.begin_chunk(2, 0).is_err());
+        assert!(
+            w.begin_chunk(2, 0).is_ok(),
+            "a partition may have several chunks"
+        );
+        w.append_batch(&[rec(1)], Compression::None).unwrap();
+        let (_, chunks) = w.finish();
+        assert_eq!(chunks.len(), 2);
     }
 }

@@ -1,3 +1,5 @@
+pub mod groups;
 pub mod meta;
+pub mod produce;
 pub mod records;
 pub mod topics;

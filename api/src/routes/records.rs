@@ -1,108 +1,20 @@
-//! Produce, fetch (JSON or Server-Sent Events) and offsets.
+//! Fetch (JSON or Server-Sent Events) and offsets of one partition.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use silt_agent::{Agent, FetchRequest, Limits, ProduceRecord};
+use silt_agent::{Agent, FetchRequest, Limits};
 
 use crate::AppState;
-use crate::extract::{JsonBody, Path, Query};
+use crate::extract::{Path, Query};
 use crate::problem::{ApiResult, Problem};
-use crate::types::{
-    Encoding, EncodingQuery, FetchResponse, OffsetOut, OffsetsOut, ProduceBody, ProduceLimits,
-    ProduceResponse, RecordOut,
-};
-
-/// Parses and checks a produce body; strings borrow from it where possible.
-fn parse_records(
-    s: &AppState,
-    forced: Option<u32>,
-    enc: Encoding,
-    raw: &JsonBody,
-) -> ApiResult<Vec<ProduceRecord>> {
-    let c = &s.config;
-    let body: ProduceBody<'_> = raw.parse()?;
-    if body.records.is_empty() {
-        return Err(Problem::bad_request(
-            "no_records",
-            "`records` must hold at least one record",
-        ));
-    }
-    if body.records.len() > c.max_records_per_request {
-        return Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_records",
-            format!(
-                "{} records in one request; the limit is {}",
-                body.records.len(),
-                c.max_records_per_request
-            ),
-        ));
-    }
-    let limits = ProduceLimits {
-        max_record_bytes: c.max_record_bytes,
-        max_headers: c.max_headers,
-    };
-    let mut records = Vec::with_capacity(body.records.len());
-    for (i, r) in body.records.into_iter().enumerate() {
-        let mut r = r.into_record(enc, &raw.0, i, &limits)?;
-        if let Some(p) = forced {
-            if r.partition.is_some_and(|q| q != p) {
-                return Err(Problem::bad_request(
-                    "partition_mismatch",
-                    format!("records[{i}] names a partition other than {p}, the one in the path"),
-                ));
-            }
-            r.partition = Some(p);
-        }
-        records.push(r);
-    }
-    Ok(records)
-}
-
-async fn produce_inner(
-    s: &AppState,
-    topic: &str,
-    forced: Option<u32>,
-    enc: Encoding,
-    body: JsonBody,
-) -> ApiResult<axum::Json<ProduceResponse>> {
-    let records = parse_records(s, forced, enc, &body)?;
-    drop(body); // the records hold slices of it; nothing else needs it
-    let offsets = s.agent.produce(topic, records).await?;
-    Ok(axum::Json(ProduceResponse {
-        offsets: offsets
-            .into_iter()
-            .map(|(partition, offset)| OffsetOut { partition, offset })
-            .collect(),
-    }))
-}
-
-/// `POST /v1/topics/{topic}/records`
-pub async fn produce(
-    State(s): State<AppState>,
-    Path(topic): Path<String>,
-    Query(q): Query<EncodingQuery>,
-    body: JsonBody,
-) -> ApiResult<axum::Json<ProduceResponse>> {
-    produce_inner(&s, &topic, None, q.encoding, body).await
-}
-
-/// `POST /v1/topics/{topic}/partitions/{partition}/records`
-pub async fn produce_to_partition(
-    State(s): State<AppState>,
-    Path((topic, partition)): Path<(String, u32)>,
-    Query(q): Query<EncodingQuery>,
-    body: JsonBody,
-) -> ApiResult<axum::Json<ProduceResponse>> {
-    produce_inner(&s, &topic, Some(partition), q.encoding, body).await
-}
+use crate::types::{Encoding, FetchResponse, OffsetsOut, RecordOut};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,7 +36,6 @@ struct Fetch {
 }
 
 fn validate(s: &AppState, q: FetchQuery) -> ApiResult<Fetch> {
-    let c = &s.config;
     let offset = match q.offset {
         Some(o) if o < 0 => {
             return Err(Problem::bad_request(
@@ -134,36 +45,52 @@ fn validate(s: &AppState, q: FetchQuery) -> ApiResult<Fetch> {
         }
         o => o.map(|o| o as u64),
     };
-    let max_records = q.max_records.unwrap_or(c.default_fetch_records);
+    let (limits, wait) = read_limits(s, q.max_records, q.max_bytes, q.wait_ms)?;
+    Ok(Fetch {
+        offset,
+        limits,
+        wait,
+        encoding: q.encoding,
+    })
+}
+
+/// Checks a read's `max_records`, `max_bytes` and `wait_ms` against the
+/// configured bounds, filling in defaults.
+pub(crate) fn read_limits(
+    s: &AppState,
+    max_records: Option<usize>,
+    max_bytes: Option<usize>,
+    wait_ms: Option<u64>,
+) -> ApiResult<(Limits, Duration)> {
+    let c = &s.config;
+    let max_records = max_records.unwrap_or(c.default_fetch_records);
     if max_records == 0 || max_records > c.max_fetch_records {
         return Err(Problem::bad_request(
             "invalid_max_records",
             format!("max_records must be 1..={}", c.max_fetch_records),
         ));
     }
-    let max_bytes = q.max_bytes.unwrap_or(c.default_fetch_bytes);
+    let max_bytes = max_bytes.unwrap_or(c.default_fetch_bytes);
     if max_bytes == 0 || max_bytes > c.max_fetch_bytes {
         return Err(Problem::bad_request(
             "invalid_max_bytes",
             format!("max_bytes must be 1..={}", c.max_fetch_bytes),
         ));
     }
-    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0));
+    let wait = Duration::from_millis(wait_ms.unwrap_or(0));
     if wait > c.max_wait {
         return Err(Problem::bad_request(
             "invalid_wait",
             format!("wait_ms must be at most {}", c.max_wait.as_millis()),
         ));
     }
-    Ok(Fetch {
-        offset,
-        limits: Limits {
+    Ok((
+        Limits {
             max_records,
             max_bytes,
         },
         wait,
-        encoding: q.encoding,
-    })
+    ))
 }
 
 async fn start_offset(
@@ -187,10 +114,7 @@ pub async fn fetch(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let f = validate(&s, q)?;
-    let wants_sse = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/event-stream"));
+    let wants_sse = wants_sse(&headers);
     // SSE resumes after Last-Event-ID, and never long-polls its first read,
     // so that errors (unknown topic, offset out of range) still get a status.
     let (offset, wait) = if wants_sse {
@@ -303,6 +227,14 @@ fn sse(
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Whether the client asked for Server-Sent Events.
+pub(crate) fn wants_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"))
 }
 
 /// `GET /v1/topics/{topic}/partitions/{partition}/offsets`

@@ -4,6 +4,9 @@
 //! skipped and why).
 #![allow(clippy::unwrap_used)]
 
+mod groups;
+mod units;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +16,9 @@ use silt_metadata::kv::Kv;
 use silt_metadata::runner::RetryPolicy;
 use silt_metadata::sqlite::SqliteKv;
 use silt_metadata::{ChunkCommit, ErrorKind, Metadata, PartitionState, SegmentCommit, TopicConfig};
+
+use groups::*;
+use units::*;
 
 /// A backend under test; dropping it cleans up.
 struct Fixture {
@@ -93,6 +99,7 @@ fn segment(id: &str, chunks: Vec<ChunkCommit>) -> SegmentCommit {
         object: format!("segments/{id}"),
         committed_ms: 1,
         chunks,
+        units: Vec::new(),
     }
 }
 
@@ -164,12 +171,14 @@ async fn commits_assign_dense_offsets(f: Fixture) {
     let a = md
         .commit_segment(&segment("s1", vec![chunk(t.id, 0, 3), chunk(t.id, 1, 2)]))
         .await
-        .unwrap();
+        .unwrap()
+        .bases;
     assert_eq!(a, vec![Some(0), Some(0)]);
     let b = md
         .commit_segment(&segment("s2", vec![chunk(t.id, 0, 4)]))
         .await
-        .unwrap();
+        .unwrap()
+        .bases;
     assert_eq!(b, vec![Some(3)]);
     let states = md.partition_states(t.id).await.unwrap();
     assert_eq!(states[0].high_watermark, 7);
@@ -203,8 +212,8 @@ async fn commits_are_idempotent(f: Fixture) {
         .await
         .unwrap();
     let s = segment("dup", vec![chunk(t.id, 0, 5)]);
-    let first = md.commit_segment(&s).await.unwrap();
-    let second = md.commit_segment(&s).await.unwrap();
+    let first = md.commit_segment(&s).await.unwrap().bases;
+    let second = md.commit_segment(&s).await.unwrap().bases;
     assert_eq!(first, second);
     assert_eq!(
         md.partition_state(t.id, 0)
@@ -229,7 +238,7 @@ async fn concurrent_commits_are_serializable(f: Fixture) {
                 &format!("c{i}"),
                 vec![chunk(t.id, 0, i + 1), chunk(t.id, 1, 1)],
             );
-            md.commit_segment(&s).await.unwrap()
+            md.commit_segment(&s).await.unwrap().bases
         }));
     }
     let mut ranges = Vec::new();
@@ -269,7 +278,8 @@ async fn commits_to_deleted_topics_are_rejected(f: Fixture) {
             ],
         ))
         .await
-        .unwrap();
+        .unwrap()
+        .bases;
     assert_eq!(out, vec![None, Some(0), None]);
 }
 
@@ -355,7 +365,8 @@ async fn exactly_once_under_faults(f: Fixture) {
         let bases = md
             .commit_segment(&segment(&format!("f{i}"), vec![chunk(t.id, 0, 2)]))
             .await
-            .unwrap();
+            .unwrap()
+            .bases;
         assert!(
             seen.insert(bases[0].unwrap()),
             "no base offset assigned twice"
@@ -458,6 +469,12 @@ macro_rules! suite {
             case!(exactly_once_under_faults);
             case!(leases_admit_one_holder_at_a_time);
             case!(segment_commits_are_visible);
+            case!(groups_keep_one_owner_and_fence_zombies);
+            case!(groups_validate_input);
+            case!(units_are_all_or_nothing);
+            case!(producer_sequences_commit_once);
+            case!(idempotency_keys_expire);
+            case!(transactions_commit_offsets_with_records);
         }
     };
 }
