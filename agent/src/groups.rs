@@ -122,14 +122,23 @@ pub struct PartitionLag {
     pub owner: Option<String>,
 }
 
-/// A group, its live members and its lag.
+/// A group, its members and its lag.
 #[derive(Debug, Clone)]
 pub struct GroupInfo {
     pub name: String,
     pub generation: u32,
     pub protocol: Option<GroupProtocol>,
+    /// Members of the current generation; see [`GroupInfo::live_members`].
     pub members: Vec<MemberState>,
+    /// When the description was taken (the agent's clock).
+    pub now_ms: i64,
     pub partitions: Vec<PartitionLag>,
+}
+
+impl GroupInfo {
+    pub fn live_members(&self) -> impl Iterator<Item = &MemberState> {
+        self.members.iter().filter(|m| m.expires_ms > self.now_ms)
+    }
 }
 
 /// The decoded cursor: `v1 | generation u32 | rotation u32 | n u32 |
@@ -275,12 +284,15 @@ impl Agent {
             .await?)
     }
 
-    /// A group's live members, and per partition its committed offset, lag
-    /// and owner: every partition of the topics it subscribes to or has
-    /// committed offsets for (optionally only `topic`'s).
+    /// A group's members, and per partition its committed offset, lag and
+    /// owner: every partition of the topics it subscribes to or has
+    /// committed offsets for (optionally only `topic`'s). A member whose
+    /// lease lapsed is listed (not live) until another member's call
+    /// removes it and rebalances.
     pub async fn describe_group(&self, group: &str, topic: Option<&str>) -> Result<GroupInfo> {
         let md = &self.inner.md;
-        let d = md.describe_group(group, self.inner.env.now_ms()).await?;
+        let now_ms = self.inner.env.now_ms();
+        let d = md.describe_group(group).await?;
         let topics: HashMap<u64, _> = md
             .list_topics()
             .await?
@@ -343,6 +355,7 @@ impl Agent {
             generation: d.record.generation,
             protocol: d.record.protocol,
             members,
+            now_ms,
             partitions,
         })
     }

@@ -5,6 +5,7 @@
 mod bad_input;
 mod cli;
 mod common;
+mod groups;
 mod kafka_compat;
 mod multi_agent;
 mod produce_consume;

@@ -345,14 +345,24 @@ pub async fn offsets(
 }
 
 #[derive(Debug, Serialize)]
+pub struct DescribedMember {
+    member_id: String,
+    /// False once its lease lapsed; it keeps its partitions until another
+    /// member's call removes it and rebalances.
+    live: bool,
+    expires_ms: i64,
+    assignments: Vec<PartitionRef>,
+}
+
+#[derive(Debug, Serialize)]
 pub struct GroupOut {
     name: String,
     generation: u32,
-    /// `"http"`, or null while the group has no live members.
+    /// `"http"`, or null while the group has no members.
     protocol: Option<silt_agent::groups::GroupProtocol>,
     /// `"stable"` with live members, else `"empty"`.
     state: &'static str,
-    members: Vec<MemberOut>,
+    members: Vec<DescribedMember>,
     partitions: Vec<PartitionOut>,
 }
 
@@ -362,18 +372,27 @@ pub async fn describe(
     Path(group): Path<String>,
 ) -> ApiResult<axum::Json<GroupOut>> {
     let g = s.agent.describe_group(&group, None).await?;
-    let partitions = partitions_out(&g, false);
+    let members = g
+        .members
+        .iter()
+        .map(|m| DescribedMember {
+            member_id: m.member_id.clone(),
+            live: m.expires_ms > g.now_ms,
+            expires_ms: m.expires_ms,
+            assignments: assignments(m),
+        })
+        .collect();
     Ok(axum::Json(GroupOut {
-        state: if g.members.is_empty() {
-            "empty"
-        } else {
+        state: if g.live_members().next().is_some() {
             "stable"
+        } else {
+            "empty"
         },
+        partitions: partitions_out(&g, false),
         name: g.name,
         generation: g.generation,
         protocol: g.protocol,
-        members: g.members.into_iter().map(MemberOut::from).collect(),
-        partitions,
+        members,
     }))
 }
 

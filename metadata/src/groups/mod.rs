@@ -106,7 +106,9 @@ pub struct PartitionOffset {
 pub struct GroupDescription {
     pub name: String,
     pub record: GroupRecord,
-    /// Live members, by id.
+    /// Members of the current generation, by id; a member whose lease has
+    /// expired stays (and keeps its partitions) until a heartbeat, join or
+    /// leave of another member removes it.
     pub members: Vec<(String, MemberRecord)>,
     pub offsets: Vec<PartitionOffset>,
 }
@@ -420,20 +422,16 @@ impl Metadata {
         .await
     }
 
-    /// The group, its live members and its offsets; `GroupNotFound` if no
-    /// group of that name ever had members or offsets.
-    pub async fn describe_group(&self, group: &str, now_ms: i64) -> Result<GroupDescription> {
+    /// The group, its members and its offsets; `GroupNotFound` if no group
+    /// of that name ever had members or offsets.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
         self.run("describe_group", true, |txn, _| {
             let group = group.to_owned();
             Box::pin(async move {
                 let record = read_group(txn, &group, true)
                     .await?
                     .ok_or_else(|| Error::GroupNotFound(group.clone()))?;
-                let members = read_members(txn, &group, true)
-                    .await?
-                    .into_iter()
-                    .filter(|(_, m)| m.is_live(now_ms))
-                    .collect();
+                let members = read_members(txn, &group, true).await?.into_iter().collect();
                 let offsets = read_offsets(txn, &group, None).await?;
                 Ok(GroupDescription {
                     name: group,

@@ -151,7 +151,7 @@ pub async fn groups_keep_one_owner_and_fence_zombies(f: Fixture) {
     assert_eq!(offsets.len(), 1);
     assert_eq!(offsets[0].committed.offset, 5, "no fenced commit landed");
 
-    let d = md.describe_group("g", now).await.unwrap();
+    let d = md.describe_group("g").await.unwrap();
     assert_eq!(d.members.len(), 1);
     assert_eq!(d.record.generation, g5);
     let listed = md.list_groups(now).await.unwrap();
@@ -173,7 +173,7 @@ pub async fn groups_keep_one_owner_and_fence_zombies(f: Fixture) {
     );
     md.delete_group("g", now).await.unwrap();
     assert_eq!(
-        md.describe_group("g", now).await.unwrap_err().kind(),
+        md.describe_group("g").await.unwrap_err().kind(),
         ErrorKind::NotFound
     );
 }
