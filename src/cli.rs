@@ -44,6 +44,13 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Inspect and delete consumer groups.
+    Groups {
+        #[command(subcommand)]
+        command: crate::groups::GroupsCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Produce lines from stdin, one record per line.
     Produce(crate::client::ProduceArgs),
     /// Print records, one per line.
@@ -242,6 +249,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(a) => crate::server::agent(a).await,
         Command::Compactor(a) => crate::server::compactor(a).await,
         Command::Topics { command, client } => crate::client::topics(&client, command).await,
+        Command::Groups { command, client } => crate::groups::groups(&client, command).await,
         Command::Produce(a) => crate::client::produce(a).await,
         Command::Consume(a) => crate::client::consume(a).await,
         Command::Bench(a) => crate::bench::run(a).await,

@@ -23,30 +23,44 @@ impl Client {
         }
     }
 
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let (status, v) = self.exchange(req).await?;
+        if !status.is_success() {
+            bail!(
+                "{status}: {} ({})",
+                v["detail"].as_str().unwrap_or("no detail"),
+                v["code"].as_str().unwrap_or("?")
+            );
+        }
+        Ok(v)
+    }
+
+    /// Sends and returns the status with the parsed body (a problem on
+    /// failure), for callers that act on problem codes.
+    pub async fn exchange(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
         let res = req
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.base))?;
         let status = res.status();
         let body = res.bytes().await?;
-        if !status.is_success() {
-            let p: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            bail!(
-                "{status}: {} ({})",
-                p["detail"].as_str().unwrap_or("no detail"),
-                p["code"].as_str().unwrap_or("?")
-            );
-        }
-        Ok(if body.is_empty() {
+        let v = if body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&body)?
-        })
+            serde_json::from_slice(&body).unwrap_or(Value::Null)
+        };
+        Ok((status, v))
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -59,7 +73,7 @@ impl Client {
 }
 
 #[allow(clippy::print_stdout)]
-fn print_json(v: &Value) -> anyhow::Result<()> {
+pub fn print_json(v: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -156,6 +170,12 @@ pub async fn produce(a: ProduceArgs) -> anyhow::Result<()> {
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
     pub topic: String,
+    /// Consume as a member of this consumer group: partitions are shared
+    /// with the group's other members, and offsets are committed after each
+    /// batch is printed (at-least-once). New groups start at the end of the
+    /// log unless --from-beginning.
+    #[arg(long, conflicts_with_all = ["partition", "offset"])]
+    pub group: Option<String>,
     /// Read only this partition (default: all).
     #[arg(long)]
     pub partition: Option<u32>,
@@ -175,7 +195,19 @@ pub struct ConsumeArgs {
     pub client: ClientArgs,
 }
 
+pub fn print_record(out: &mut impl Write, r: &Value, print_key: bool) -> std::io::Result<()> {
+    let value = r["value"].as_str().unwrap_or("");
+    if print_key {
+        writeln!(out, "{}\t{value}", r["key"].as_str().unwrap_or(""))
+    } else {
+        writeln!(out, "{value}")
+    }
+}
+
 pub async fn consume(a: ConsumeArgs) -> anyhow::Result<()> {
+    if let Some(group) = a.group.clone() {
+        return crate::groups::consume(a, &group).await;
+    }
     let client = Client::new(&a.client.url);
     let topic = client.get(&format!("/v1/topics/{}", a.topic)).await?;
     let states = topic["partition_states"]
@@ -216,12 +248,7 @@ pub async fn consume(a: ConsumeArgs) -> anyhow::Result<()> {
                 ))
                 .await?;
             for r in v["records"].as_array().into_iter().flatten() {
-                let value = r["value"].as_str().unwrap_or("");
-                if a.print_key {
-                    writeln!(out, "{}\t{value}", r["key"].as_str().unwrap_or(""))?;
-                } else {
-                    writeln!(out, "{value}")?;
-                }
+                print_record(&mut out, r, a.print_key)?;
                 got += 1;
             }
             *next = v["next_offset"].as_u64().unwrap_or(*next);

@@ -5,6 +5,7 @@
 mod bench;
 mod cli;
 mod client;
+mod groups;
 mod server;
 
 use clap::Parser;

@@ -115,3 +115,41 @@ async fn topics_produce_consume_commands() {
     silt(&url, &["topics", "delete", "cli"], None);
     assert!(!silt(&url, &["topics", "list"], None).contains("\"cli\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_with_a_group_commits_and_groups_shows_lag() {
+    let dir = tempdir();
+    let server = Silt::dev(dir.path(), &[]);
+    let url = server.url.clone();
+    silt(&url, &["topics", "create", "g", "--partitions", "3"], None);
+    let lines: String = (0..120).map(|i| format!("k{i}:v{i}\n")).collect();
+    silt(
+        &url,
+        &["produce", "g", "--key-separator", ":"],
+        Some(&lines),
+    );
+    let args = [
+        "consume",
+        "g",
+        "--group",
+        "readers",
+        "--from-beginning",
+        "--exit-at-end",
+    ];
+    let first = silt(&url, &args, None);
+    let mut got: Vec<&str> = first.lines().collect();
+    got.sort();
+    let mut want: Vec<String> = (0..120).map(|i| format!("v{i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "every record once");
+    // The group committed what it printed: a second run prints nothing.
+    assert_eq!(silt(&url, &args, None), "");
+    let described: serde_json::Value =
+        serde_json::from_str(&silt(&url, &["groups", "describe", "readers"], None)).unwrap();
+    let parts = described["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 3);
+    assert!(parts.iter().all(|p| p["lag"] == 0), "{described}");
+    assert_eq!(described["state"], "empty", "the consumer left");
+    let listed = silt(&url, &["groups", "list"], None);
+    assert!(listed.contains("\"readers\""), "{listed}");
+}
