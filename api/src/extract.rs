@@ -53,12 +53,11 @@ impl JsonBody {
         let mut de = serde_json::Deserializer::from_slice(&self.0);
         let parsed = T::deserialize(&mut de).and_then(|v| de.end().map(|()| v));
         parsed.map_err(|e| {
-            let code = if e.is_syntax() || e.is_eof() {
-                "invalid_json"
+            if e.is_syntax() || e.is_eof() {
+                Problem::bad_request("invalid_json", e.to_string())
             } else {
-                "invalid_request"
-            };
-            Problem::bad_request(code, e.to_string())
+                Problem::bad_request("invalid_request", e.to_string())
+            }
         })
     }
 }

@@ -168,12 +168,16 @@ async fn openapi_document_matches_the_router() {
     assert_eq!(doc["openapi"], "3.1.0");
     let mut operations = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
-        let uri = path.replace("{topic}", "nope").replace("{partition}", "0");
-        for method in ["get", "post", "delete"] {
+        let uri = path
+            .replace("{topic}", "nope")
+            .replace("{partition}", "0")
+            .replace("{group}", "g")
+            .replace("{member}", "m");
+        for method in ["get", "post", "put", "delete"] {
             if item.get(method).is_none() {
                 continue;
             }
-            let body = (method == "post").then(|| json!({}));
+            let body = matches!(method, "post" | "put").then(|| json!({}));
             let (st, _, body) = call(
                 &s,
                 Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
@@ -194,5 +198,56 @@ async fn openapi_document_matches_the_router() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 11);
+    assert_eq!(operations, 23);
+}
+
+/// Every problem code the API can answer is listed in the OpenAPI
+/// document's enum, and the enum lists no code the API never answers.
+#[test]
+fn every_problem_code_is_documented() {
+    let doc: Value = serde_json::from_str(include_str!("../src/openapi.json")).unwrap();
+    let documented: std::collections::BTreeSet<String> =
+        doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+    let mut used = std::collections::BTreeSet::new();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+    let mut stack = vec![std::path::PathBuf::from(dir)];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                let src = std::fs::read_to_string(&path).unwrap();
+                // The first string literal after a problem constructor is its code.
+                for marker in ["Problem::new(", "bad_request(", "conflict("] {
+                    for (at, _) in src.match_indices(marker) {
+                        let rest = &src[at + marker.len()..];
+                        if let Some(code) = rest.split('"').nth(1) {
+                            if code
+                                .chars()
+                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                            {
+                                used.insert(code.to_owned());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let undocumented: Vec<_> = used.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "answered but not documented: {undocumented:?}"
+    );
+    let unused: Vec<_> = documented.difference(&used).collect();
+    assert!(
+        unused.is_empty(),
+        "documented but never answered: {unused:?}"
+    );
 }
