@@ -51,11 +51,17 @@ pub struct BenchArgs {
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Benchmark consumer groups and idempotent produce instead: group
+    /// consumption with 1, 3 and 6 members against plain partition reads,
+    /// commit latency, idempotent against plain produce, metadata
+    /// transactions per batch.
+    #[arg(long)]
+    pub groups: bool,
     #[command(flatten)]
     pub tuning: Tuning,
 }
 
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3)
         .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
@@ -92,20 +98,40 @@ struct Shared {
     errors: AtomicU64,
 }
 
-pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
-    let mut _tmp = None;
-    let mut yardstick = None;
-    let mut server = None;
-    let url = if let Some(url) = &a.url {
-        url.clone()
-    } else {
+/// What a benchmark runs against: an agent at `url`, started in this
+/// process with `--embedded` (on loopback, beside a disk yardstick).
+pub struct Target {
+    pub url: String,
+    /// The disk's fsynced sequential write speed, MB/s (embedded only).
+    pub yardstick: Option<f64>,
+    /// The embedded agent's metadata, for transaction counts.
+    pub metadata: Option<Arc<silt_metadata::Metadata>>,
+    server: Option<(
+        silt_agent::Agent,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Target {
+    pub async fn start(a: &BenchArgs) -> anyhow::Result<Self> {
+        if let Some(url) = &a.url {
+            return Ok(Self {
+                url: url.clone(),
+                yardstick: None,
+                metadata: None,
+                server: None,
+                _tmp: None,
+            });
+        }
         anyhow::ensure!(a.embedded, "give --url of an agent, or --embedded");
+        let mut tmp = None;
         let dir = match &a.data_dir {
             Some(d) => d.clone(),
             None => {
                 let t = tempfile::tempdir()?;
                 let p = t.path().to_path_buf();
-                _tmp = Some(t);
+                tmp = Some(t);
                 p
             }
         };
@@ -125,30 +151,55 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             "disk: {:.0} / {:.0} / {:.0} MB/s",
             runs[0], runs[1], runs[2]
         );
-        yardstick = Some(runs[1]);
         let objects = url::Url::from_directory_path(dir.join("objects"))
             .map_err(|()| anyhow::anyhow!("bad dir"))?;
         std::fs::create_dir_all(dir.join("objects"))?;
         let meta = format!("sqlite://{}", dir.join("meta.db").display());
         let (storage, md) = crate::server::open(objects.as_str(), &meta)?;
-        let state = crate::server::build(storage, md, &a.tuning)?;
+        let state = crate::server::build(storage, md.clone(), &a.tuning)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let agent = state.agent.clone();
         let task = tokio::spawn(async move { axum::serve(listener, silt_api::app(state)).await });
-        server = Some((agent, task));
-        format!("http://{addr}")
-    };
-    let client = Client::new(&url);
+        Ok(Self {
+            url: format!("http://{addr}"),
+            yardstick: Some(runs[1]),
+            metadata: Some(md),
+            server: Some((agent, task)),
+            _tmp: tmp,
+        })
+    }
+
+    pub async fn stop(mut self) {
+        if let Some((agent, task)) = self.server.take() {
+            agent.shutdown().await;
+            task.abort();
+        }
+    }
+}
+
+/// Creates the benchmark topic unless it exists.
+pub async fn ensure_topic(client: &Client, topic: &str, partitions: u32) -> anyhow::Result<()> {
     let created = client
         .post(
             "/v1/topics",
-            &json!({"name": a.topic, "partitions": a.partitions}),
+            &json!({"name": topic, "partitions": partitions}),
         )
         .await;
     if let Err(e) = created {
         anyhow::ensure!(e.to_string().contains("topic_exists"), e);
     }
+    Ok(())
+}
+
+pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    if a.groups {
+        return crate::bench_groups::run(a).await;
+    }
+    let target = Target::start(&a).await?;
+    let (url, yardstick) = (target.url.clone(), target.yardstick);
+    let client = Client::new(&url);
+    ensure_topic(&client, &a.topic, a.partitions).await?;
     let start_offsets = hwms(&client, &a.topic).await?;
 
     let shared = Arc::new(Shared {
@@ -177,21 +228,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             }
         }));
     }
-    // Incompressible values: distinct random alphanumeric slices of a 4 MiB
-    // pool, so compression cannot flatter the bandwidth figure.
-    let pool: Arc<str> = {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        let mut x: u64 = rand::random::<u64>() | 1;
-        let bytes: Vec<u8> = (0..(4 << 20) + a.record_size)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ALPHABET[(x % ALPHABET.len() as u64) as usize]
-            })
-            .collect();
-        String::from_utf8(bytes)?.into()
-    };
+    let pool = value_pool(a.record_size)?;
     let http = reqwest::Client::new();
     let started = Instant::now();
     let mut producers = Vec::new();
@@ -295,10 +332,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let consume_secs = t.elapsed().as_secs_f64();
-    if let Some((agent, task)) = server {
-        agent.shutdown().await;
-        task.abort();
-    }
+    target.stop().await;
 
     let ph = shared.produce_us.lock().clone();
     let eh = shared.e2e_ms.lock().clone();
@@ -318,7 +352,24 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     report(&result, a.json)
 }
 
-async fn hwms(client: &Client, topic: &str) -> anyhow::Result<Vec<u64>> {
+/// Incompressible values: distinct random alphanumeric slices of a 4 MiB
+/// pool (plus one value's length), so compression cannot flatter a
+/// bandwidth figure. Slice `[i..i + record_size]` for any `i < 4 MiB`.
+pub fn value_pool(record_size: usize) -> anyhow::Result<Arc<str>> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut x: u64 = rand::random::<u64>() | 1;
+    let bytes: Vec<u8> = (0..(4 << 20) + record_size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHABET[(x % ALPHABET.len() as u64) as usize]
+        })
+        .collect();
+    Ok(String::from_utf8(bytes)?.into())
+}
+
+pub async fn hwms(client: &Client, topic: &str) -> anyhow::Result<Vec<u64>> {
     let t = client.get(&format!("/v1/topics/{topic}")).await?;
     Ok(t["partition_states"]
         .as_array()
@@ -329,7 +380,7 @@ async fn hwms(client: &Client, topic: &str) -> anyhow::Result<Vec<u64>> {
 }
 
 #[allow(clippy::print_stdout)]
-fn report(r: &Value, as_json: bool) -> anyhow::Result<()> {
+pub fn report(r: &Value, as_json: bool) -> anyhow::Result<()> {
     if as_json {
         println!("{}", serde_json::to_string_pretty(r)?);
         return Ok(());

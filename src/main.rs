@@ -3,6 +3,7 @@
 //! depends on it.
 
 mod bench;
+mod bench_groups;
 mod cli;
 mod client;
 mod groups;

@@ -443,10 +443,14 @@ impl Agent {
             }
             let any_change =
                 futures::future::select_all(changes.iter_mut().map(|rx| Box::pin(rx.changed())));
-            tokio::select! {
-                _ = any_change => {}
-                () = tokio::time::sleep_until(deadline) => {}
-                () = inner.shutdown.cancelled() => {}
+            let gone = tokio::select! {
+                (changed, i, _) = any_change => changed.is_err().then_some(i),
+                () = tokio::time::sleep_until(deadline) => None,
+                () = inner.shutdown.cancelled() => None,
+            };
+            // A partition that is gone notifies no more: stop waiting on it.
+            if let Some(i) = gone {
+                changes.swap_remove(i);
             }
         }
     }

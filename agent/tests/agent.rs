@@ -308,3 +308,39 @@ async fn object_store_failure_fails_the_producers_and_indexes_nothing() {
     assert_eq!(s.agent.offsets("t", 0).await.unwrap().high_watermark, 0);
     assert_eq!(s.metrics.flush_failures.get(), 1);
 }
+
+/// Requests that together touch more partitions than a segment may hold
+/// (4,096 chunks) go into consecutive segments instead of failing the flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_never_exceeds_the_chunk_bound() {
+    let config = AgentConfig {
+        flush_interval: Duration::from_millis(300),
+        ..AgentConfig::default()
+    };
+    let s = start(config, None, None);
+    for t in ["wide-a", "wide-b"] {
+        s.agent
+            .create_topic(t, 3000, TopicConfig::default())
+            .await
+            .unwrap();
+    }
+    let spread = |n: u32| -> Vec<ProduceRecord> {
+        (0..n)
+            .map(|p| ProduceRecord {
+                partition: Some(p),
+                ..rec("x")
+            })
+            .collect()
+    };
+    let (a, b) = tokio::join!(
+        s.agent.produce("wide-a", spread(3000)),
+        s.agent.produce("wide-b", spread(3000))
+    );
+    assert_eq!(a.unwrap().len(), 3000);
+    assert_eq!(b.unwrap().len(), 3000);
+    assert!(
+        s.metrics.segments_flushed.get() >= 2,
+        "cut into two segments"
+    );
+    assert_eq!(s.metrics.flush_failures.get(), 0);
+}

@@ -13,7 +13,7 @@
 //! duplicate work.
 //!
 //! Merging small segments, the Parquet archive and retention come with the
-//! compactor's own issue (see DESIGN.md).
+//! compactor's own issue (see docs/architecture.md).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -138,6 +138,11 @@ impl Metadata {
         &self.runner.kv
     }
 
+    /// Per transaction name: calls, retries and failures so far.
+    pub fn transaction_stats(&self) -> Vec<(&'static str, crate::runner::TxnStats)> {
+        self.runner.stats()
+    }
+
     /// Runs a transaction body with this store's retry policy.
     pub(crate) async fn run<T, F>(&self, name: &'static str, read_only: bool, body: F) -> Result<T>
     where

@@ -64,12 +64,24 @@ pub struct Attempt {
     pub after_unknown: bool,
 }
 
+/// Counts of one kind of transaction since the process started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxnStats {
+    /// Calls (each may take several attempts).
+    pub runs: u64,
+    /// Attempts after the first (conflicts, unknown results, transient errors).
+    pub retries: u64,
+    /// Calls that gave up or failed for good.
+    pub failures: u64,
+}
+
 /// Runs transaction bodies against one store.
 #[derive(Debug)]
 pub struct Runner {
     pub(crate) kv: std::sync::Arc<dyn Kv>,
     policy: RetryPolicy,
     jitter: Mutex<u64>,
+    stats: Mutex<std::collections::BTreeMap<&'static str, TxnStats>>,
 }
 
 impl Runner {
@@ -78,7 +90,17 @@ impl Runner {
             kv,
             policy,
             jitter: Mutex::new(seed | 1),
+            stats: Mutex::default(),
         }
+    }
+
+    /// Per transaction name, what ran so far (for metrics and benchmarks).
+    pub fn stats(&self) -> Vec<(&'static str, TxnStats)> {
+        self.stats.lock().iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    fn count(&self, name: &'static str, f: impl FnOnce(&mut TxnStats)) {
+        f(self.stats.lock().entry(name).or_default());
     }
 
     fn next_jitter(&self) -> f64 {
@@ -102,6 +124,7 @@ impl Runner {
         F: for<'t> FnMut(&'t mut dyn Txn, Attempt) -> TxnFuture<'t, T> + Send,
     {
         let start = Instant::now();
+        self.count(name, |s| s.runs += 1);
         let mut attempt = Attempt::default();
         let mut backoff = self.policy.initial_backoff;
         loop {
@@ -116,11 +139,16 @@ impl Runner {
                 Err(Error::Kv(e)) => e.class,
                 _ => return result,
             };
+            self.count(name, |s| s.retries += 1);
             attempt.number += 1;
             attempt.after_unknown |= class == ErrorClass::MaybeCommitted;
             let exhausted = attempt.number >= self.policy.max_attempts
                 || start.elapsed() + backoff > self.policy.deadline;
             if class == ErrorClass::Fatal || exhausted {
+                self.count(name, |s| {
+                    s.retries -= 1;
+                    s.failures += 1;
+                });
                 tracing::warn!(
                     txn = name,
                     attempts = attempt.number,
