@@ -562,7 +562,8 @@ impl Agent {
     /// A new idempotent producer, or a named producer at a new epoch (which
     /// fences its earlier incarnations).
     pub async fn init_producer(&self, name: Option<&str>) -> Result<silt_metadata::ProducerId> {
-        Ok(self.inner.md.init_producer(name).await?)
+        let now = self.inner.env.now_ms();
+        Ok(self.inner.md.init_producer(name, now).await?)
     }
 }
 

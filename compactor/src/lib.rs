@@ -2,7 +2,9 @@
 //! time (a metadata lease; extra instances wait harmlessly).
 //!
 //! Jobs today: **garbage collection of orphan segments** — objects left by an
-//! agent that crashed between its segment PUT and the metadata commit.
+//! agent that crashed between its segment PUT and the metadata commit — and
+//! **expiry** of metadata keys whose time to live ended (idempotency keys),
+//! found by a range read of the `Expiry` index, never by a scan.
 //!
 //! Safety invariant: an object is deleted only if (1) its name is a segment
 //! name this code understands, (2) its segment was never committed, and (3)
@@ -21,6 +23,7 @@ use std::time::Duration;
 use silt_metadata::Metadata;
 use silt_segment::store::ObjectStorage;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// The lease the active compactor holds.
 pub const LEASE: &str = "compactor";
@@ -62,6 +65,17 @@ pub struct GcReport {
     /// Uncommitted but younger than the grace period: maybe still in flight.
     pub kept_recent: usize,
 }
+
+/// What one round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickReport {
+    pub gc: GcReport,
+    /// Metadata keys deleted because their time to live ended.
+    pub expired: usize,
+}
+
+/// Expired keys deleted per metadata transaction.
+const EXPIRE_BATCH: usize = 1_000;
 
 /// Milliseconds since the epoch; injected so tests control time.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -113,7 +127,7 @@ impl Compactor {
     pub async fn run(&self, shutdown: CancellationToken) {
         loop {
             match self.tick().await {
-                Ok(Some(report)) => tracing::info!(?report, "compactor: orphan segments collected"),
+                Ok(Some(report)) => tracing::info!(?report, "compactor: round done"),
                 Ok(None) => tracing::debug!("compactor: another instance holds the lease"),
                 Err(e) => tracing::warn!(error = %e, "compactor: job failed; retrying next tick"),
             }
@@ -129,7 +143,7 @@ impl Compactor {
 
     /// One round: take or renew the lease, and run the jobs if we hold it.
     /// `None` when another instance holds the lease.
-    pub async fn tick(&self) -> Result<Option<GcReport>, Error> {
+    pub async fn tick(&self) -> Result<Option<TickReport>, Error> {
         let ttl = (self.config.interval * 3).as_millis() as i64;
         if !self
             .md
@@ -138,9 +152,29 @@ impl Compactor {
         {
             return Ok(None);
         }
-        let span = tracing::info_span!("gc");
-        let _guard = span.enter();
-        self.collect_orphans().await.map(Some)
+        let gc = self
+            .collect_orphans()
+            .instrument(tracing::info_span!("gc"))
+            .await?;
+        let expired = self
+            .expire()
+            .instrument(tracing::info_span!("expire"))
+            .await?;
+        Ok(Some(TickReport { gc, expired }))
+    }
+
+    /// Deletes every key whose time to live has ended, a batch per
+    /// transaction (bounded work per transaction, whatever the backlog).
+    pub async fn expire(&self) -> Result<usize, Error> {
+        let now = (self.now_ms)();
+        let mut total = 0;
+        loop {
+            let n = self.md.expire(now, EXPIRE_BATCH).await?;
+            total += n;
+            if n < EXPIRE_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     /// Deletes segment objects that were never committed and are older than

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use silt_compactor::{Compactor, CompactorConfig, GcReport, segment_id};
 use silt_metadata::runner::RetryPolicy;
 use silt_metadata::sqlite::SqliteKv;
-use silt_metadata::{ChunkCommit, Metadata, SegmentCommit, TopicConfig};
+use silt_metadata::{
+    ChunkCommit, CommitUnit, Dedup, Metadata, SegmentCommit, TopicConfig, UnitResult,
+};
 use silt_segment::store::ObjectStorage;
 
 fn now() -> i64 {
@@ -88,7 +90,7 @@ async fn only_old_uncommitted_segments_are_collected() {
     let c = compactor(&s, 1);
 
     // Everything is recent: nothing is deleted, the uncommitted one may still be in flight.
-    let r = c.tick().await.unwrap().unwrap();
+    let r = c.tick().await.unwrap().unwrap().gc;
     assert_eq!(
         r,
         GcReport {
@@ -101,7 +103,7 @@ async fn only_old_uncommitted_segments_are_collected() {
     // Two hours later the uncommitted segment is garbage; the committed one and
     // the unknown file are kept.
     s.clock.fetch_add(2 * 3600 * 1000, Ordering::SeqCst);
-    let r = c.tick().await.unwrap().unwrap();
+    let r = c.tick().await.unwrap().unwrap().gc;
     assert_eq!(
         r,
         GcReport {
@@ -151,4 +153,48 @@ fn segment_names() {
     ] {
         assert_eq!(segment_id(other), None, "{other}");
     }
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_expired_by_time() {
+    let s = setup();
+    let t =
+        s.md.create_topic("t", 1, TopicConfig::default(), 0, 1)
+            .await
+            .unwrap();
+    let keyed = |id: &str, key: &str, fingerprint: u64| SegmentCommit {
+        segment_id: id.into(),
+        object: format!("segments/{id}.seg"),
+        committed_ms: s.clock.load(Ordering::SeqCst),
+        chunks: vec![ChunkCommit {
+            topic_id: t.id,
+            partition: 0,
+            byte_offset: 8,
+            byte_len: 1,
+            record_count: 1,
+            max_timestamp: 0,
+        }],
+        units: vec![CommitUnit {
+            chunks: vec![0],
+            dedup: Some(Dedup::Key {
+                key: key.into(),
+                fingerprint,
+                expires_ms: s.clock.load(Ordering::SeqCst) + 60_000,
+            }),
+            offsets: None,
+        }],
+    };
+    for (i, key) in ["a", "b", "c"].iter().enumerate() {
+        s.md.commit_segment(&keyed(&format!("1-{i}"), key, 1))
+            .await
+            .unwrap();
+    }
+    let c = compactor(&s, 1);
+    assert_eq!(c.tick().await.unwrap().unwrap().expired, 0, "not yet due");
+    s.clock.fetch_add(61_000, Ordering::SeqCst);
+    assert_eq!(c.tick().await.unwrap().unwrap().expired, 3);
+    // The key is free again: another request under it commits.
+    let again = s.md.commit_segment(&keyed("2-0", "a", 2)).await.unwrap();
+    assert_eq!(again.units, vec![UnitResult::Committed]);
+    assert_eq!(c.tick().await.unwrap().unwrap().expired, 0);
 }

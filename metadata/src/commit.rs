@@ -25,6 +25,7 @@ use crate::catalog::{partition_counts, read_partition};
 use crate::groups::{OffsetCommit, check_offset_commit, write_offsets};
 use crate::keys::Key;
 use crate::kv::Txn;
+use crate::producers::{PRODUCER_TTL_MS, put_producer};
 use crate::values::{
     Answer, AnswerPart, IdempotencyRecord, IndexEntry, MAX_CHUNKS_PER_SEGMENT, ProducerRecord,
     Refusal, SegmentRecord, UnitOutcome,
@@ -262,7 +263,12 @@ async fn admit(txn: &mut dyn Txn, unit: &CommitUnit, now_ms: i64) -> Result<Unit
     }
     if let Some((id, mut rec)) = producer {
         rec.next_sequence += 1;
-        txn.set(&Key::Producer(id).encode(), &rec.encode());
+        // Push the expiry out, rewriting its index only twice per lifetime.
+        let previous = rec.expires_ms;
+        if previous - now_ms < PRODUCER_TTL_MS / 2 {
+            rec.expires_ms = now_ms.saturating_add(PRODUCER_TTL_MS);
+        }
+        put_producer(txn, id, &rec, Some(previous));
     }
     if let Some(o) = &unit.offsets {
         write_offsets(txn, o, now_ms).await?;

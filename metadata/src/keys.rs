@@ -21,7 +21,7 @@
 //! | 0x0C | `ProducerName(name)`                       | producer id, u64 BE                        |
 //! | 0x0D | `ProducerAnswer(producer_id, sequence)`    | `Answer`: offsets a sequenced request got  |
 //! | 0x0E | `Idempotency(key)`                         | `IdempotencyRecord`: request fingerprint and `Answer` |
-//! | 0x0F | `Expiry(at_ms, key)`                       | empty: `key` is garbage from `at_ms` on    |
+//! | 0x0F | `Expiry(at_ms, key)`                       | empty: `key` is garbage from `at_ms` on; or the end of the range `[key, end)` that is |
 //!
 //! Reserved for the capabilities still to come (same table, same rules):
 //! `0x10 KafkaSequence(producer_id, topic_id, partition)` — per-partition

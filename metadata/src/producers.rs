@@ -5,12 +5,46 @@
 //! its earlier incarnations still have in flight (Kafka's transactional id).
 //! Sequences are checked where offsets are assigned ([`crate::commit`]).
 //!
+//! A producer that has not produced for [`PRODUCER_TTL_MS`] is forgotten
+//! (its record and stored answers expire through the `Expiry` index); its
+//! later requests are refused as from an unknown producer. Initialising a
+//! forgotten name gives it a new id, so no zombie of the old one can pass.
+//!
 //! Retrying an initialisation after an unknown commit result may allocate
 //! an unused id or skip an epoch; neither is visible to correctness.
 
 use crate::keys::{Key, KeyRange, PRODUCER_ID_COUNTER};
+use crate::kv::Txn;
 use crate::values::{ProducerRecord, decode_u64, encode_u64};
 use crate::{Error, Metadata, Result};
+
+/// How long an idle producer is remembered (Kafka's default
+/// `transactional.id.expiration.ms`).
+pub const PRODUCER_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Writes a producer's record, moving its expiry (record and answers) to
+/// `rec.expires_ms` from `previous` (if it had one).
+pub(crate) fn put_producer(
+    txn: &mut dyn Txn,
+    id: u64,
+    rec: &ProducerRecord,
+    previous: Option<i64>,
+) {
+    let key = Key::Producer(id).encode();
+    let answers = KeyRange::producer_answers(id);
+    if previous != Some(rec.expires_ms) {
+        if let Some(at) = previous {
+            txn.clear(&Key::Expiry(at, &key).encode());
+            txn.clear(&Key::Expiry(at, &answers.begin).encode());
+        }
+        txn.set(&Key::Expiry(rec.expires_ms, &key).encode(), &[]);
+        txn.set(
+            &Key::Expiry(rec.expires_ms, &answers.begin).encode(),
+            &answers.end,
+        );
+    }
+    txn.set(&key, &rec.encode());
+}
 
 /// A producer's identity for its requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +59,7 @@ pub const MAX_PRODUCER_NAME: usize = 249;
 impl Metadata {
     /// A new producer (epoch 0), or with `name`, the named producer's id at
     /// a new epoch. Sequences start at 0.
-    pub async fn init_producer(&self, name: Option<&str>) -> Result<ProducerId> {
+    pub async fn init_producer(&self, name: Option<&str>, now_ms: i64) -> Result<ProducerId> {
         if let Some(n) = name {
             crate::catalog::validate_name("producer", n)?;
         }
@@ -41,21 +75,21 @@ impl Metadata {
                         .transpose()?,
                     None => None,
                 };
-                let (id, epoch) = match existing {
-                    Some(id) => {
-                        let rec = txn
-                            .get(&Key::Producer(id).encode(), false)
-                            .await?
-                            .ok_or(Error::Corrupt("named producer without a record"))?;
-                        let epoch = ProducerRecord::decode(&rec)?
-                            .epoch
-                            .checked_add(1)
-                            .ok_or_else(|| {
-                                Error::Invalid("the producer's epochs are exhausted".into())
-                            })?;
+                let current = match existing {
+                    Some(id) => match txn.get(&Key::Producer(id).encode(), false).await? {
+                        Some(b) => Some((id, ProducerRecord::decode(&b)?)),
+                        None => None, // forgotten: the name gets a new id
+                    },
+                    None => None,
+                };
+                let (id, epoch, previous) = match current {
+                    Some((id, rec)) => {
+                        let epoch = rec.epoch.checked_add(1).ok_or_else(|| {
+                            Error::Invalid("the producer's epochs are exhausted".into())
+                        })?;
                         let answers = KeyRange::producer_answers(id);
                         txn.clear_range(&answers.begin, &answers.end);
-                        (id, epoch)
+                        (id, epoch, Some(rec.expires_ms))
                     }
                     None => {
                         let counter = Key::Counter(PRODUCER_ID_COUNTER).encode();
@@ -67,14 +101,15 @@ impl Metadata {
                         if let Some(k) = &name_key {
                             txn.set(k, &encode_u64(id));
                         }
-                        (id, 0)
+                        (id, 0, None)
                     }
                 };
                 let rec = ProducerRecord {
                     epoch,
                     next_sequence: 0,
+                    expires_ms: now_ms.saturating_add(PRODUCER_TTL_MS),
                 };
-                txn.set(&Key::Producer(id).encode(), &rec.encode());
+                put_producer(txn, id, &rec, previous);
                 Ok(ProducerId { id, epoch })
             })
         })
@@ -89,11 +124,15 @@ impl Metadata {
             Box::pin(async move {
                 let r = KeyRange::expired_before(now_ms);
                 let due = txn.get_range(&r.begin, &r.end, limit, false, false).await?;
-                for (k, _) in &due {
+                for (k, end) in &due {
                     let Ok(Key::Expiry(_, target)) = crate::keys::decode(k) else {
                         return Err(Error::Corrupt("expiry key"));
                     };
-                    txn.clear(target);
+                    if end.is_empty() {
+                        txn.clear(target);
+                    } else {
+                        txn.clear_range(target, end);
+                    }
                     txn.clear(k);
                 }
                 Ok(due.len())

@@ -4,7 +4,7 @@
 use super::{Reader, V1, corrupt};
 use crate::Error;
 
-/// Value of `Producer(id)`: `v1 | epoch u32 | next_sequence u64`.
+/// Value of `Producer(id)`: `v1 | epoch u32 | next_sequence u64 | expires_ms i64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerRecord {
     /// Bumped each time the producer's name is initialised again; requests
@@ -12,6 +12,9 @@ pub struct ProducerRecord {
     pub epoch: u32,
     /// The sequence the next new request must carry.
     pub next_sequence: u64,
+    /// The producer is forgotten from this time on unless it produces
+    /// (`Expiry` entries for the record and its answers end here).
+    pub expires_ms: i64,
 }
 
 /// One part of an [`Answer`]: the offsets a request got on one partition.
@@ -43,10 +46,11 @@ pub struct IdempotencyRecord {
 
 impl ProducerRecord {
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(13);
+        let mut v = Vec::with_capacity(21);
         v.push(V1);
         v.extend_from_slice(&self.epoch.to_be_bytes());
         v.extend_from_slice(&self.next_sequence.to_be_bytes());
+        v.extend_from_slice(&self.expires_ms.to_be_bytes());
         v
     }
 
@@ -57,6 +61,7 @@ impl ProducerRecord {
             let p = Self {
                 epoch: r.u32()?,
                 next_sequence: r.u64()?,
+                expires_ms: r.i64()?,
             };
             r.end()?;
             Some(p)
@@ -161,8 +166,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn producer_round_trips(epoch in any::<u32>(), seq in any::<u64>()) {
-            let p = ProducerRecord { epoch, next_sequence: seq };
+        fn producer_round_trips(epoch in any::<u32>(), seq in any::<u64>(), exp in any::<i64>()) {
+            let p = ProducerRecord { epoch, next_sequence: seq, expires_ms: exp };
             prop_assert_eq!(ProducerRecord::decode(&p.encode()).unwrap(), p);
         }
         #[test]

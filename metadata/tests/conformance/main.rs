@@ -475,6 +475,7 @@ macro_rules! suite {
             case!(producer_sequences_commit_once);
             case!(idempotency_keys_expire);
             case!(transactions_commit_offsets_with_records);
+            case!(idle_producers_are_forgotten);
         }
     };
 }

@@ -63,7 +63,7 @@ pub async fn producer_sequences_commit_once(f: Fixture) {
         .create_topic("t", 2, TopicConfig::default(), 0, 1)
         .await
         .unwrap();
-    let p = md.init_producer(None).await.unwrap();
+    let p = md.init_producer(None, 0).await.unwrap();
     assert_eq!(p.epoch, 0);
     let seq = |s| {
         Some(Dedup::Producer {
@@ -128,8 +128,8 @@ pub async fn producer_sequences_commit_once(f: Fixture) {
         2 + 7
     );
     // Two producers with one name: the later incarnation fences the earlier.
-    let a = md.init_producer(Some("etl")).await.unwrap();
-    let b = md.init_producer(Some("etl")).await.unwrap();
+    let a = md.init_producer(Some("etl"), 0).await.unwrap();
+    let b = md.init_producer(Some("etl"), 0).await.unwrap();
     assert_eq!((b.id, b.epoch), (a.id, a.epoch + 1));
     let zombie = with_units(
         segment("z", vec![chunk(t.id, 1, 1)]),
@@ -272,4 +272,52 @@ pub async fn transactions_commit_offsets_with_records(f: Fixture) {
         md.partition_states(output.id).await.unwrap()[0].high_watermark,
         2
     );
+}
+
+pub async fn idle_producers_are_forgotten(f: Fixture) {
+    use silt_metadata::producers::PRODUCER_TTL_MS;
+    let md = &f.md;
+    let t = md
+        .create_topic("t", 1, TopicConfig::default(), 0, 1)
+        .await
+        .unwrap();
+    let p = md.init_producer(Some("nightly"), 0).await.unwrap();
+    let seq = |id: &str, s: u64, at: i64| {
+        let mut c = with_units(
+            segment(id, vec![chunk(t.id, 0, 1)]),
+            vec![unit(
+                vec![0],
+                Some(Dedup::Producer {
+                    id: p.id,
+                    epoch: p.epoch,
+                    sequence: s,
+                }),
+            )],
+        );
+        c.committed_ms = at;
+        c
+    };
+    // Producing keeps it alive past its first deadline.
+    let late = PRODUCER_TTL_MS * 3 / 4;
+    assert_eq!(
+        md.commit_segment(&seq("s0", 0, late)).await.unwrap().units,
+        vec![UnitResult::Committed]
+    );
+    assert_eq!(md.expire(PRODUCER_TTL_MS + 1, 100).await.unwrap(), 0);
+    // Idle for a whole TTL: the record and its answers go.
+    assert_eq!(md.expire(late + PRODUCER_TTL_MS + 1, 100).await.unwrap(), 2);
+    assert_eq!(
+        md.commit_segment(&seq("s1", 1, late + PRODUCER_TTL_MS + 2))
+            .await
+            .unwrap()
+            .units,
+        vec![UnitResult::Refused(Refusal::UnknownProducer {
+            producer_id: p.id
+        })]
+    );
+    let again = md
+        .init_producer(Some("nightly"), late + PRODUCER_TTL_MS + 3)
+        .await
+        .unwrap();
+    assert_ne!(again.id, p.id, "a forgotten name gets a new id");
 }
