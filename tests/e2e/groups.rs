@@ -547,3 +547,100 @@ async fn an_exactly_once_pipeline_survives_20_worker_kills() {
     let twice: Vec<_> = sources.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "transformed more than once: {twice:?}");
 }
+
+/// Reads Server-Sent Events until `until` says stop; returns `(event, data)`.
+async fn sse_events(
+    res: reqwest::Response,
+    mut until: impl FnMut(&str, &Value) -> bool,
+) -> Vec<(String, Value)> {
+    use futures::StreamExt;
+    let mut body = res.bytes_stream();
+    let (mut text, mut events) = (String::new(), Vec::new());
+    loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), body.next())
+            .await
+            .expect("an event within 20 s");
+        let Some(chunk) = chunk else { return events };
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        while let Some(end) = text.find("\n\n") {
+            let raw: String = text.drain(..end + 2).collect();
+            let name = raw.lines().find_map(|l| l.strip_prefix("event: "));
+            let data = raw.lines().find_map(|l| l.strip_prefix("data: "));
+            if let (Some(name), Some(data)) = (name, data) {
+                let v: Value = serde_json::from_str(data).unwrap();
+                let stop = until(name, &v);
+                events.push((name.to_owned(), v));
+                if stop {
+                    return events;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_streams_records_until_a_rebalance() {
+    let c = cluster();
+    let client = Rotating::new(&c);
+    client.pick().create_topic("live", 2).await;
+    let mut m = Member::join(client.clone(), "sse", "live", 10_000).await;
+    assert!(m.sync().await);
+    let agent = client.pick().clone();
+    let res = agent
+        .http
+        .get(format!(
+            "{}/v1/consumer-groups/sse/members/{}/records?generation={}",
+            agent.base, m.id, m.generation
+        ))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // Records produced through the other agent arrive as `records` events.
+    let producer = client.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        produce_keyed(&producer, "live", 10, 5).await;
+    });
+    let mut got = 0;
+    let events = sse_events(res, |name, v| {
+        if name == "records" {
+            got += v["records"].as_array().unwrap().len();
+            assert!(v["next_cursor"].is_string());
+        }
+        got >= 10
+    })
+    .await;
+    assert!(events.iter().any(|(n, _)| n == "records"));
+    // Another member joins: the stream ends with a `rebalance` event.
+    let res = agent
+        .http
+        .get(format!(
+            "{}/v1/consumer-groups/sse/members/{}/records?generation={}",
+            agent.base, m.id, m.generation
+        ))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let joiner = client.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Member::join(joiner, "sse", "live", 10_000).await;
+    });
+    let events = sse_events(res, |name, _| name == "rebalance").await;
+    let (name, last) = events.last().unwrap();
+    assert_eq!(name, "rebalance");
+    assert!(
+        matches!(
+            last["code"].as_str(),
+            Some("stale_generation" | "rebalance_in_progress")
+        ),
+        "{last}"
+    );
+    assert!(
+        m.sync().await,
+        "the member heartbeats into the new generation"
+    );
+}
