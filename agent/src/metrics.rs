@@ -29,6 +29,8 @@ pub struct Metrics {
     pub group_rebalances: Counter,
     /// Offset commits accepted (alone; transactions count as produce).
     pub group_commits: Counter,
+    /// Retried requests answered from a stored answer instead of written again.
+    pub produce_duplicates: Counter,
 }
 
 fn latency() -> Histogram {
@@ -53,6 +55,7 @@ impl Metrics {
             cache_misses: Counter::default(),
             group_rebalances: Counter::default(),
             group_commits: Counter::default(),
+            produce_duplicates: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("silt");
         r.register(
@@ -121,6 +124,11 @@ impl Metrics {
             "group_commits",
             "Consumer group offset commits accepted",
             m.group_commits.clone(),
+        );
+        r.register(
+            "produce_duplicates",
+            "Retried produce requests answered with their original offsets (idempotent producers, Idempotency-Key)",
+            m.produce_duplicates.clone(),
         );
         m
     }

@@ -184,6 +184,7 @@ impl Agent {
                 if !same {
                     return Err(Error::Refused(silt_metadata::Refusal::RequestMismatch));
                 }
+                inner.metrics.produce_duplicates.inc();
                 (a.parts.iter().map(|p| p.base).collect(), true)
             }
             Ok(Err(e)) => {

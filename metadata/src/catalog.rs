@@ -44,20 +44,26 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     validate_name("topic", name)
 }
 
-/// The naming rule of topics and groups.
+/// The naming rule of topics, groups and producers.
 pub(crate) fn validate_name(what: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_TOPIC_NAME
-        && name != "."
-        && name != ".."
-        && name
+    validate_id(&format!("{what} name"), name, MAX_TOPIC_NAME)
+}
+
+/// 1 to `max` characters of `[A-Za-z0-9._-]`, not `.` or `..`: safe in
+/// keys, paths and URLs alike.
+pub(crate) fn validate_id(what: &str, id: &str, max: usize) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= max
+        && id != "."
+        && id != ".."
+        && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(())
     } else {
         Err(Error::Invalid(format!(
-            "invalid {what} name {name:?}: use 1 to {MAX_TOPIC_NAME} characters of [A-Za-z0-9._-]"
+            "invalid {what} {id:?}: use 1 to {max} characters of [A-Za-z0-9._-]"
         )))
     }
 }

@@ -254,6 +254,28 @@ pub async fn produce_to_partition(
     .await
 }
 
+/// Produces records that name their topics, with input offsets if given;
+/// answers in request order.
+async fn produce_grouped(
+    s: &AppState,
+    enc: Encoding,
+    body: &bytes::Bytes,
+    records: Vec<RecordIn<'_>>,
+    idempotence: Option<Idempotence>,
+    commit: Option<silt_agent::groups::GroupCommit>,
+) -> ApiResult<axum::Json<MultiProduceResponse>> {
+    let mut grouped = group(s, Target::PerRecord, enc, body, records)?;
+    let answer = s
+        .agent
+        .produce_request(ProduceRequest {
+            batches: grouped.take(),
+            idempotence,
+            commit,
+        })
+        .await?;
+    Ok(axum::Json(grouped.answer(answer)))
+}
+
 /// `POST /v1/records`: records naming their topics; all become visible
 /// together or none does.
 pub async fn produce_multi(
@@ -265,16 +287,7 @@ pub async fn produce_multi(
 ) -> ApiResult<axum::Json<MultiProduceResponse>> {
     let body: ProduceBody<'_> = raw.parse()?;
     let idempotence = idempotence(&headers, &uri, &raw.0, body.producer)?;
-    let mut grouped = group(&s, Target::PerRecord, q.encoding, &raw.0, body.records)?;
-    let answer = s
-        .agent
-        .produce_request(ProduceRequest {
-            batches: grouped.take(),
-            idempotence,
-            commit: None,
-        })
-        .await?;
-    Ok(axum::Json(grouped.answer(answer)))
+    produce_grouped(&s, q.encoding, &raw.0, body.records, idempotence, None).await
 }
 
 /// `POST /v1/transactions`: output records and the input offsets of one
@@ -290,16 +303,15 @@ pub async fn transaction(
     let body: TransactionBody<'_> = raw.parse()?;
     let idempotence = idempotence(&headers, &uri, &raw.0, body.producer)?;
     let commit = body.commit.into_commit()?;
-    let mut grouped = group(&s, Target::PerRecord, q.encoding, &raw.0, body.produce)?;
-    let answer = s
-        .agent
-        .produce_request(ProduceRequest {
-            batches: grouped.take(),
-            idempotence,
-            commit: Some(commit),
-        })
-        .await?;
-    Ok(axum::Json(grouped.answer(answer)))
+    produce_grouped(
+        &s,
+        q.encoding,
+        &raw.0,
+        body.produce,
+        idempotence,
+        Some(commit),
+    )
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -31,7 +31,7 @@ pub mod assign;
 
 use std::collections::BTreeMap;
 
-use crate::catalog::{partition_counts, read_topic, topic_id_by_name, validate_name};
+use crate::catalog::{partition_counts, read_topic, topic_id_by_name, validate_id, validate_name};
 use crate::keys::{Key, KeyKind, KeyRange};
 use crate::kv::Txn;
 use crate::values::groups::{decode_json, encode_json};
@@ -122,18 +122,7 @@ pub struct GroupSummary {
 }
 
 fn validate_member_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_MEMBER_ID
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "invalid member id {id:?}: use 1 to {MAX_MEMBER_ID} characters of [A-Za-z0-9._-]"
-        )))
-    }
+    validate_id("member id", id, MAX_MEMBER_ID)
 }
 
 /// Checks a group name (the topic-name rules).
