@@ -375,13 +375,14 @@ async fn write_and_commit(
 }
 
 /// The commit units of the exclusive requests, in arrival order: each
-/// names its chunks' positions in segment order.
+/// names its chunks' positions in the segment, in the request's part order
+/// (the order its stored answer keeps, so a retry can be matched).
 fn units(pending: &Pending) -> Vec<CommitUnit> {
-    let mut chunks_of: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+    let mut chunks_of: BTreeMap<usize, BTreeMap<usize, u32>> = BTreeMap::new();
     for (i, (_, chunk)) in pending.ordered().enumerate() {
         if chunk.exclusive {
-            for &(w, _, _) in &chunk.parts {
-                chunks_of.entry(w).or_default().push(i as u32);
+            for &(w, part, _) in &chunk.parts {
+                chunks_of.entry(w).or_default().insert(part, i as u32);
             }
         }
     }
@@ -392,7 +393,10 @@ fn units(pending: &Pending) -> Vec<CommitUnit> {
         .filter_map(|(w, waiter)| {
             let spec = waiter.unit.as_ref()?;
             Some(CommitUnit {
-                chunks: chunks_of.remove(&w).unwrap_or_default(),
+                chunks: chunks_of
+                    .remove(&w)
+                    .map(|parts| parts.into_values().collect())
+                    .unwrap_or_default(),
                 dedup: spec.dedup.clone(),
                 offsets: spec.offsets.clone(),
             })

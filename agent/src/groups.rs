@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-pub use silt_metadata::groups::{GroupSummary, MemberRef};
+pub use silt_metadata::groups::{GroupSummary, MAX_GROUPS_LISTED, MemberRef};
 use silt_metadata::groups::{JoinRequest, Membership, OffsetCommit, OffsetUpdate};
 pub use silt_metadata::values::GroupProtocol;
 use silt_metadata::values::{OffsetReset, TopicAssignment};
@@ -271,9 +271,10 @@ impl Agent {
         })
     }
 
-    /// Every group with its count of live members.
-    pub async fn list_groups(&self) -> Result<Vec<GroupSummary>> {
-        Ok(self.inner.md.list_groups(self.inner.env.now_ms()).await?)
+    /// Groups in name order after `after` (a page), with live member counts.
+    pub async fn list_groups(&self, after: Option<&str>) -> Result<Vec<GroupSummary>> {
+        let now = self.inner.env.now_ms();
+        Ok(self.inner.md.list_groups(after, now).await?)
     }
 
     pub async fn delete_group(&self, group: &str) -> Result<()> {
@@ -419,7 +420,8 @@ impl Agent {
                 records.is_empty() && Instant::now() < deadline && !inner.shutdown.is_cancelled();
             if !idle {
                 if !owned.is_empty() {
-                    cursor.rotation = (cursor.rotation + 1) % owned.len() as u32;
+                    let n = owned.len() as u32;
+                    cursor.rotation = (cursor.rotation % n + 1) % n;
                 }
                 return Ok(GroupRecords {
                     records,

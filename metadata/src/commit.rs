@@ -21,8 +21,10 @@
 //! unit's outcome, so a retry after an unknown commit result returns the
 //! same answer and applies nothing twice.
 
+use std::collections::HashMap;
+
 use crate::catalog::{partition_counts, read_partition};
-use crate::groups::{OffsetCommit, check_offset_commit, write_offsets};
+use crate::groups::{OffsetCommit, check_offset_commit, validate_offset_commit, write_offsets};
 use crate::keys::Key;
 use crate::kv::Txn;
 use crate::producers::{PRODUCER_TTL_MS, put_producer};
@@ -85,6 +87,35 @@ pub enum Dedup {
     },
 }
 
+/// What identifies a request's retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Identity<'a> {
+    Producer(u64, u32, u64),
+    Key(&'a str),
+}
+
+impl Dedup {
+    fn identity(&self) -> Identity<'_> {
+        match self {
+            Dedup::Producer {
+                id,
+                epoch,
+                sequence,
+            } => Identity::Producer(*id, *epoch, *sequence),
+            Dedup::Key { key, .. } => Identity::Key(key),
+        }
+    }
+
+    /// Whether two requests of one identity are the same request (an
+    /// idempotency key also compares the request's fingerprint).
+    fn same_request(&self, other: &Dedup) -> bool {
+        match (self, other) {
+            (Dedup::Key { fingerprint: a, .. }, Dedup::Key { fingerprint: b, .. }) => a == b,
+            _ => true,
+        }
+    }
+}
+
 /// What the commit decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitOutcome {
@@ -115,6 +146,9 @@ impl Metadata {
         }
         let mut claimed = vec![false; commit.chunks.len()];
         for u in &commit.units {
+            if let Some(o) = &u.offsets {
+                validate_offset_commit(o)?;
+            }
             for &i in &u.chunks {
                 match claimed.get_mut(i as usize) {
                     Some(c) if !*c => *c = true,
@@ -142,15 +176,37 @@ async fn commit_segment_body(txn: &mut dyn Txn, c: &SegmentCommit) -> Result<Com
     };
     let mut unit_of = vec![None; c.chunks.len()];
     let mut results = Vec::with_capacity(c.units.len());
+    // The first unit of each dedup identity, and later units that repeat a
+    // committed one (a retry that landed in the same segment).
+    let mut first: HashMap<Identity<'_>, usize> = HashMap::new();
+    let mut repeats = Vec::new();
     for (u, unit) in c.units.iter().enumerate() {
         for &i in &unit.chunks {
             unit_of[i as usize] = Some(u);
         }
-        let result = if unit.chunks.iter().all(|&i| exists(&c.chunks[i as usize])) {
-            admit(txn, unit, c.committed_ms).await?
-        } else {
-            UnitResult::Refused(Refusal::TopicGone)
+        let earlier = unit
+            .dedup
+            .as_ref()
+            .and_then(|d| Some((d, *first.get(&d.identity())?)));
+        let result = match earlier {
+            Some((d, orig)) => match (&results[orig], &c.units[orig].dedup) {
+                (_, Some(o)) if !d.same_request(o) => {
+                    UnitResult::Refused(Refusal::IdempotencyKeyReused)
+                }
+                (UnitResult::Committed, _) => {
+                    repeats.push((u, orig));
+                    UnitResult::Duplicate(Answer::default()) // filled in below
+                }
+                (other, _) => other.clone(),
+            },
+            None if unit.chunks.iter().all(|&i| exists(&c.chunks[i as usize])) => {
+                admit(txn, unit, c.committed_ms).await?
+            }
+            None => UnitResult::Refused(Refusal::TopicGone),
         };
+        if let Some(d) = &unit.dedup {
+            first.entry(d.identity()).or_insert(u);
+        }
         results.push(result);
     }
     let mut bases = Vec::with_capacity(c.chunks.len());
@@ -162,25 +218,28 @@ async fn commit_segment_body(txn: &mut dyn Txn, c: &SegmentCommit) -> Result<Com
             None
         });
     }
+    let answer = |unit: &CommitUnit| Answer {
+        parts: unit
+            .chunks
+            .iter()
+            .map(|&i| {
+                let ch = &c.chunks[i as usize];
+                AnswerPart {
+                    topic_id: ch.topic_id,
+                    partition: ch.partition,
+                    base: bases[i as usize].unwrap_or_default(),
+                    count: ch.record_count,
+                }
+            })
+            .collect(),
+    };
     for (unit, result) in c.units.iter().zip(&results) {
         if let (UnitResult::Committed, Some(dedup)) = (result, &unit.dedup) {
-            let answer = Answer {
-                parts: unit
-                    .chunks
-                    .iter()
-                    .map(|&i| {
-                        let ch = &c.chunks[i as usize];
-                        AnswerPart {
-                            topic_id: ch.topic_id,
-                            partition: ch.partition,
-                            base: bases[i as usize].unwrap_or_default(),
-                            count: ch.record_count,
-                        }
-                    })
-                    .collect(),
-            };
-            store_answer(txn, dedup, answer, c.committed_ms).await?;
+            store_answer(txn, dedup, answer(unit), c.committed_ms).await?;
         }
+    }
+    for (u, orig) in repeats {
+        results[u] = UnitResult::Duplicate(answer(&c.units[orig]));
     }
     let record = SegmentRecord {
         committed_ms: c.committed_ms,

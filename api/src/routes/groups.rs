@@ -407,13 +407,26 @@ pub struct GroupSummaryOut {
 #[derive(Debug, Serialize)]
 pub struct GroupList {
     groups: Vec<GroupSummaryOut>,
+    /// Set when more groups follow: pass it as `after` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<String>,
 }
 
-/// `GET /v1/consumer-groups`
-pub async fn list(State(s): State<AppState>) -> ApiResult<axum::Json<GroupList>> {
-    let groups = s
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// `GET /v1/consumer-groups?after=`: a page of groups in name order.
+pub async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<axum::Json<GroupList>> {
+    let groups: Vec<GroupSummaryOut> = s
         .agent
-        .list_groups()
+        .list_groups(q.after.as_deref())
         .await?
         .into_iter()
         .map(|g| GroupSummaryOut {
@@ -423,7 +436,10 @@ pub async fn list(State(s): State<AppState>) -> ApiResult<axum::Json<GroupList>>
             members: g.live_members,
         })
         .collect();
-    Ok(axum::Json(GroupList { groups }))
+    let next_after = (groups.len() >= silt_agent::groups::MAX_GROUPS_LISTED)
+        .then(|| groups.last().map(|g| g.name.clone()))
+        .flatten();
+    Ok(axum::Json(GroupList { groups, next_after }))
 }
 
 /// `DELETE /v1/consumer-groups/{group}`: only without live members.

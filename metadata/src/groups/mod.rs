@@ -50,6 +50,12 @@ pub const MAX_SESSION_TIMEOUT_MS: u32 = 300_000;
 pub const MAX_MEMBER_ID: usize = 255;
 /// Most topics one member subscribes to.
 pub const MAX_SUBSCRIPTIONS: usize = 100;
+/// Most partitions a group's subscriptions may cover: a member owning all
+/// of them keeps its record well under FoundationDB's 100 kB value limit,
+/// and the assignor's work bounded.
+pub const MAX_GROUP_PARTITIONS: u32 = 8192;
+/// Most groups one listing returns (page with `after`).
+pub const MAX_GROUPS_LISTED: usize = 1000;
 
 /// A member asking to join.
 #[derive(Debug, Clone)]
@@ -213,6 +219,12 @@ async fn rebalance(
                 });
             }
         }
+    }
+    let total: u32 = shapes.iter().map(|t| t.partitions).sum();
+    if total > MAX_GROUP_PARTITIONS {
+        return Err(Error::Invalid(format!(
+            "the group's topics have {total} partitions; a group may cover at most {MAX_GROUP_PARTITIONS}"
+        )));
     }
     let candidates: Vec<assign::Candidate<'_>> = members
         .iter()
@@ -433,13 +445,21 @@ impl Metadata {
         .await
     }
 
-    /// Every group, with its count of live members.
-    pub async fn list_groups(&self, now_ms: i64) -> Result<Vec<GroupSummary>> {
+    /// Groups in name order after `after` (at most [`MAX_GROUPS_LISTED`]),
+    /// each with its count of live members.
+    pub async fn list_groups(&self, after: Option<&str>, now_ms: i64) -> Result<Vec<GroupSummary>> {
         self.run("list_groups", true, |txn, _| {
+            let after = after.map(str::to_owned);
             Box::pin(async move {
-                let r = KeyRange::kind(KeyKind::Group);
+                let mut r = KeyRange::kind(KeyKind::Group);
+                if let Some(a) = &after {
+                    // Just past `a`: its key followed by a zero byte.
+                    let mut k = Key::Group(a).encode();
+                    k.push(0);
+                    r.begin = k;
+                }
                 let rows = txn
-                    .get_range(&r.begin, &r.end, usize::MAX, false, true)
+                    .get_range(&r.begin, &r.end, MAX_GROUPS_LISTED, false, true)
                     .await?;
                 let mut out = Vec::with_capacity(rows.len());
                 for (k, v) in rows {
@@ -534,7 +554,7 @@ async fn heartbeat_body(
     }
 }
 
-fn validate_offset_commit(c: &OffsetCommit) -> Result<()> {
+pub(crate) fn validate_offset_commit(c: &OffsetCommit) -> Result<()> {
     validate_group_name(&c.group)?;
     if let Some(m) = &c.member {
         validate_member_id(&m.member_id)?;
@@ -581,7 +601,10 @@ pub(crate) async fn check_offset_commit(
     let Some(g) = read_group(txn, &c.group, false).await? else {
         return Ok(Err(Refusal::UnknownMember));
     };
-    let Some(m) = read_member(txn, &c.group, &who.member_id, false)
+    // A snapshot read: every change of membership or assignment also writes
+    // the group record read above, so this adds no needed conflict, and a
+    // lease renewal does not abort the commit (nor the segment carrying it).
+    let Some(m) = read_member(txn, &c.group, &who.member_id, true)
         .await?
         .filter(|m| m.is_live(now_ms))
     else {

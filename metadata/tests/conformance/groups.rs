@@ -154,9 +154,11 @@ pub async fn groups_keep_one_owner_and_fence_zombies(f: Fixture) {
     let d = md.describe_group("g").await.unwrap();
     assert_eq!(d.members.len(), 1);
     assert_eq!(d.record.generation, g5);
-    let listed = md.list_groups(now).await.unwrap();
+    let listed = md.list_groups(None, now).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].live_members, 1);
+    assert!(md.list_groups(Some("g"), now).await.unwrap().is_empty());
+    assert_eq!(md.list_groups(Some("f"), now).await.unwrap().len(), 1);
     assert_eq!(
         refusal(md.delete_group("g", now).await.unwrap_err()),
         Refusal::GroupHasMembers

@@ -476,6 +476,7 @@ macro_rules! suite {
             case!(idempotency_keys_expire);
             case!(transactions_commit_offsets_with_records);
             case!(idle_producers_are_forgotten);
+            case!(retries_within_one_segment_are_duplicates);
         }
     };
 }

@@ -321,3 +321,57 @@ pub async fn idle_producers_are_forgotten(f: Fixture) {
         .unwrap();
     assert_ne!(again.id, p.id, "a forgotten name gets a new id");
 }
+
+/// A retry that lands in the same segment as its original (one agent, one
+/// flush) is a duplicate too, never written twice.
+pub async fn retries_within_one_segment_are_duplicates(f: Fixture) {
+    let md = &f.md;
+    let t = md
+        .create_topic("t", 1, TopicConfig::default(), 0, 1)
+        .await
+        .unwrap();
+    let p = md.init_producer(None, 0).await.unwrap();
+    let seq = |s| {
+        Some(Dedup::Producer {
+            id: p.id,
+            epoch: p.epoch,
+            sequence: s,
+        })
+    };
+    let key = |fingerprint| {
+        Some(Dedup::Key {
+            key: "k".into(),
+            fingerprint,
+            expires_ms: 1_000_000,
+        })
+    };
+    let s = with_units(
+        segment("same", (0..6).map(|_| chunk(t.id, 0, 2)).collect()),
+        vec![
+            unit(vec![0], seq(0)),
+            unit(vec![1], seq(0)), // the retry
+            unit(vec![2], seq(1)), // the next request
+            unit(vec![3], key(7)),
+            unit(vec![4], key(7)), // the retry
+            unit(vec![5], key(8)), // another request under the same key
+        ],
+    );
+    let out = md.commit_segment(&s).await.unwrap();
+    assert_eq!(out.bases, vec![Some(0), None, Some(2), Some(4), None, None]);
+    let base = |r: &UnitResult| match r {
+        UnitResult::Duplicate(a) => a.parts[0].base,
+        other => panic!("expected a duplicate, got {other:?}"),
+    };
+    assert_eq!(base(&out.units[1]), 0);
+    assert_eq!(out.units[2], UnitResult::Committed);
+    assert_eq!(base(&out.units[4]), 4);
+    assert_eq!(
+        out.units[5],
+        UnitResult::Refused(Refusal::IdempotencyKeyReused)
+    );
+    assert_eq!(md.commit_segment(&s).await.unwrap(), out, "a retry agrees");
+    assert_eq!(
+        md.partition_states(t.id).await.unwrap()[0].high_watermark,
+        6
+    );
+}
