@@ -331,11 +331,8 @@ async fn write_and_commit(
     .map_err(|e| Error::Internal(format!("encoder task failed: {e}")))?;
     *pending = taken;
     let (bytes, infos) = encoded?;
-    let id = format!(
-        "{:013}-{:016x}",
-        ctx.env.now_ms().max(0),
-        ctx.env.random_u64()
-    );
+    let created_ms = ctx.env.now_ms();
+    let id = format!("{:013}-{:016x}", created_ms.max(0), ctx.env.random_u64());
     let object = format!("segments/{id}.seg");
     let size = bytes.len();
     let put_start = Instant::now();
@@ -350,6 +347,7 @@ async fn write_and_commit(
     let commit = SegmentCommit {
         segment_id: id,
         object,
+        created_ms,
         committed_ms: ctx.env.now_ms(),
         chunks: infos
             .iter()

@@ -7,12 +7,15 @@
 //! found by a range read of the `Expiry` index, never by a scan.
 //!
 //! Safety invariant: an object is deleted only if (1) its name is a segment
-//! name this code understands, (2) its segment was never committed, and (3)
-//! it is older than `gc_grace`, far beyond the longest a commit can take (the
-//! metadata retry deadline is seconds). A committed segment is never deleted
-//! here, whatever else happens to its topic. Deleting an orphan twice is
-//! harmless, so correctness does not rest on the lease: the lease only saves
-//! duplicate work.
+//! name this code understands, (2) it is older than `gc_grace`, and (3) a
+//! metadata transaction found it uncommitted and fenced it (`Collected`),
+//! after which its commit is refused — so a commit that stalls past the
+//! grace period either landed first (and the object is kept) or is refused
+//! (and its records were never acknowledged). A committed segment is never
+//! deleted here. Deleting an orphan twice is harmless, so correctness does
+//! not rest on the lease: the lease only saves duplicate work. GC lists only
+//! segments named after its checkpoint: its work follows the write rate,
+//! not all of history.
 //!
 //! Merging small segments, the Parquet archive and retention come with the
 //! compactor's own issue (see docs/architecture.md).
@@ -21,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use silt_metadata::Metadata;
+use silt_metadata::keys::GC_CHECKPOINT;
 use silt_segment::store::ObjectStorage;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -73,6 +77,12 @@ pub struct TickReport {
     /// Metadata keys deleted because their time to live ended.
     pub expired: usize,
 }
+
+/// Clock skew tolerated between the agents, whose clocks name segments,
+/// and the compactor: GC looks this far behind its cutoff again. A segment
+/// named further in the past than this is never examined (a leak, never a
+/// loss).
+const NAME_SKEW_MS: i64 = 3_600_000;
 
 /// Expired keys deleted per metadata transaction.
 const EXPIRE_BATCH: usize = 1_000;
@@ -178,11 +188,20 @@ impl Compactor {
     }
 
     /// Deletes segment objects that were never committed and are older than
-    /// the grace period (see the module's safety invariant).
+    /// the grace period (see the module's safety invariant). Each is first
+    /// fenced in metadata (`collect_segment`): from then on its commit is
+    /// refused, so a commit that stalled past the grace period can never
+    /// acknowledge records whose object is gone. Lists only segments named
+    /// after the GC checkpoint, which advances past what has been examined.
     pub async fn collect_orphans(&self) -> Result<GcReport, Error> {
-        let cutoff = (self.now_ms)() - self.config.gc_grace.as_millis() as i64;
+        let now = (self.now_ms)();
+        let cutoff = now - self.config.gc_grace.as_millis() as i64;
+        let checkpoint = self.md.counter(GC_CHECKPOINT).await?.unwrap_or(0);
+        let after = format!("segments/{checkpoint:013}");
         let mut report = GcReport::default();
-        for object in self.storage.list("segments").await? {
+        // The name time of the oldest segment that may still be committed.
+        let mut oldest_pending = u64::MAX;
+        for object in self.storage.list_after("segments", &after).await? {
             report.scanned += 1;
             let Some(id) = segment_id(&object.key) else {
                 continue;
@@ -192,12 +211,32 @@ impl Compactor {
             }
             if object.modified_ms > cutoff {
                 report.kept_recent += 1;
+                oldest_pending = oldest_pending.min(name_ms(id));
                 continue;
             }
-            tracing::info!(object = %object.key, "deleting an uncommitted segment");
-            self.storage.delete(&object.key).await?;
-            report.deleted += 1;
+            if self.md.collect_segment(id, now).await? {
+                tracing::info!(object = %object.key, "deleting an uncommitted segment");
+                self.storage.delete(&object.key).await?;
+                report.deleted += 1;
+            }
+        }
+        // Every segment named before the next checkpoint was examined; a
+        // segment written after the cutoff is named (by its agent's clock)
+        // no earlier than NAME_SKEW_MS before it.
+        let next = oldest_pending
+            .min(cutoff.saturating_sub(NAME_SKEW_MS).max(0) as u64)
+            .max(checkpoint);
+        if next > checkpoint {
+            self.md.set_counter(GC_CHECKPOINT, next).await?;
         }
         Ok(report)
     }
+}
+
+/// The time a segment's name carries (`<ms>-<random>`), 0 if none.
+fn name_ms(id: &str) -> u64 {
+    id.split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0)
 }

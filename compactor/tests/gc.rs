@@ -82,6 +82,7 @@ async fn only_old_uncommitted_segments_are_collected() {
     let commit = SegmentCommit {
         segment_id: "100-aa".into(),
         object: "segments/100-aa.seg".into(),
+        created_ms: 0,
         committed_ms: 0,
         chunks: vec![chunk],
         units: Vec::new(),
@@ -165,6 +166,7 @@ async fn idempotency_keys_are_expired_by_time() {
     let keyed = |id: &str, key: &str, fingerprint: u64| SegmentCommit {
         segment_id: id.into(),
         object: format!("segments/{id}.seg"),
+        created_ms: s.clock.load(Ordering::SeqCst),
         committed_ms: s.clock.load(Ordering::SeqCst),
         chunks: vec![ChunkCommit {
             topic_id: t.id,
@@ -197,4 +199,170 @@ async fn idempotency_keys_are_expired_by_time() {
     let again = s.md.commit_segment(&keyed("2-0", "a", 2)).await.unwrap();
     assert_eq!(again.units, vec![UnitResult::Committed]);
     assert_eq!(c.tick().await.unwrap().unwrap().expired, 0);
+}
+
+/// A commit for segment `id` (one chunk of `t`), made at `at`.
+fn commit_of(t: u64, id: &str, at: i64) -> SegmentCommit {
+    SegmentCommit {
+        segment_id: id.into(),
+        object: format!("segments/{id}.seg"),
+        created_ms: at,
+        committed_ms: at,
+        chunks: vec![ChunkCommit {
+            topic_id: t,
+            partition: 0,
+            byte_offset: 8,
+            byte_len: 1,
+            record_count: 1,
+            max_timestamp: 0,
+        }],
+        units: Vec::new(),
+    }
+}
+
+fn refused(r: Result<silt_metadata::CommitOutcome, silt_metadata::Error>) -> bool {
+    matches!(r, Err(silt_metadata::Error::CommitRefused { .. }))
+}
+
+#[tokio::test]
+async fn a_collected_segment_can_never_be_committed() {
+    let s = setup();
+    let t =
+        s.md.create_topic("t", 1, TopicConfig::default(), 0, 1)
+            .await
+            .unwrap();
+    let at = now();
+    // GC first: the late commit is refused (its records were never acked).
+    assert!(s.md.collect_segment("1-late", at).await.unwrap());
+    assert!(refused(
+        s.md.commit_segment(&commit_of(t.id, "1-late", at)).await
+    ));
+    // Commit first: GC leaves it alone.
+    s.md.commit_segment(&commit_of(t.id, "2-ontime", at))
+        .await
+        .unwrap();
+    assert!(!s.md.collect_segment("2-ontime", at).await.unwrap());
+    // A retry of a commit that landed still answers, collected or not.
+    s.md.commit_segment(&commit_of(t.id, "2-ontime", at))
+        .await
+        .unwrap();
+    // A commit that stalled past the commit age limit is refused outright.
+    let mut stale = commit_of(t.id, "3-stale", at);
+    stale.committed_ms = at + silt_metadata::commit::MAX_COMMIT_AGE_MS + 1;
+    assert!(refused(s.md.commit_segment(&stale).await));
+    assert_eq!(
+        s.md.partition_state(t.id, 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .high_watermark,
+        1,
+        "only the on-time segment is indexed"
+    );
+}
+
+/// Commits held back past the grace period race the collector: each
+/// segment ends either committed with its object kept, or collected with
+/// its commit refused — never committed with its object gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_racing_late_commits_never_deletes_acknowledged_data() {
+    let s = setup();
+    let t =
+        s.md.create_topic("t", 1, TopicConfig::default(), 0, 1)
+            .await
+            .unwrap();
+    let written = now();
+    let ids: Vec<String> = (0..40).map(|i| format!("{written:013}-{i:016x}")).collect();
+    for id in &ids {
+        s.storage
+            .put(&format!("segments/{id}.seg"), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+    }
+    // The collector's clock is past the grace period; the commits are late.
+    s.clock
+        .store(written + 2 * 3_600_000 - 1_000, Ordering::SeqCst);
+    let c = compactor(&s, 1);
+    let commits = {
+        let (md, ids) = (s.md.clone(), ids.clone());
+        tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for id in ids.iter().rev() {
+                outcomes.push((
+                    id.clone(),
+                    md.commit_segment(&commit_of(t.id, id, written)).await,
+                ));
+                tokio::task::yield_now().await;
+            }
+            outcomes
+        })
+    };
+    let report = c.collect_orphans().await.unwrap();
+    let outcomes = commits.await.unwrap();
+    c.collect_orphans().await.unwrap(); // collects what the first pass saw committed-not-yet
+    let left: std::collections::HashSet<String> = s
+        .storage
+        .list("segments")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let mut committed = 0;
+    for (id, outcome) in outcomes {
+        let kept = left.contains(&format!("segments/{id}.seg"));
+        match outcome {
+            Ok(_) => {
+                committed += 1;
+                assert!(kept, "{id} was committed but its object is gone");
+            }
+            Err(e) => {
+                assert!(refused(Err(e)), "only a fence refuses");
+                assert!(!kept, "{id} was refused but its object was kept");
+            }
+        }
+    }
+    assert_eq!(
+        s.md.partition_state(t.id, 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .high_watermark,
+        committed,
+        "every committed segment is indexed, nothing else"
+    );
+    assert!(report.scanned > 0);
+    eprintln!("race: {committed} of 40 committed first, the rest collected first");
+}
+
+#[tokio::test]
+async fn gc_lists_only_segments_after_its_checkpoint() {
+    let s = setup();
+    let t =
+        s.md.create_topic("t", 1, TopicConfig::default(), 0, 1)
+            .await
+            .unwrap();
+    let old = now() - 3 * 3_600_000;
+    let id = format!("{old:013}-{:016x}", 1);
+    s.storage
+        .put(&format!("segments/{id}.seg"), Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    s.md.commit_segment(&commit_of(t.id, &id, old))
+        .await
+        .unwrap();
+    let c = compactor(&s, 1);
+    assert_eq!(c.collect_orphans().await.unwrap().scanned, 1);
+    assert_eq!(
+        c.collect_orphans().await.unwrap().scanned,
+        0,
+        "the checkpoint moved past it"
+    );
+    // A new segment is still seen.
+    let fresh = format!("{:013}-{:016x}", now(), 2);
+    s.storage
+        .put(&format!("segments/{fresh}.seg"), Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(c.collect_orphans().await.unwrap().kept_recent, 1);
 }

@@ -38,6 +38,13 @@ use crate::{Error, Metadata, Result};
 /// older sequence is refused as `SequenceTooOld` (Kafka keeps five batches).
 pub const ANSWERS_KEPT: u64 = 5;
 
+/// A segment older than this (by its writer's clock, from cut to commit)
+/// is refused: so a GC fence only needs to outlive it (see [`MARK_TTL_MS`]).
+pub const MAX_COMMIT_AGE_MS: i64 = 3_600_000;
+/// How long a GC fence (`Collected`) is kept: far beyond the oldest commit
+/// that could still arrive.
+pub const MARK_TTL_MS: i64 = 24 * 3_600_000;
+
 /// One chunk of a segment, to be indexed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkCommit {
@@ -56,6 +63,8 @@ pub struct SegmentCommit {
     pub segment_id: String,
     /// The object key holding it.
     pub object: String,
+    /// When the writer cut the segment, and when it commits (its own clock).
+    pub created_ms: i64,
     pub committed_ms: i64,
     /// In segment order; chunks of one partition get offsets in this order.
     pub chunks: Vec<ChunkCommit>,
@@ -135,6 +144,28 @@ pub enum UnitResult {
 }
 
 impl Metadata {
+    /// GC's half of the fence: marks a never-committed segment collected,
+    /// after which its commit is refused. False (and nothing written) if the
+    /// segment was committed. Delete the object only after this returns true.
+    pub async fn collect_segment(&self, segment_id: &str, now_ms: i64) -> Result<bool> {
+        self.run("collect_segment", false, |txn, _| {
+            let id = segment_id.to_owned();
+            Box::pin(async move {
+                if txn.get(&Key::Segment(&id).encode(), false).await?.is_some() {
+                    return Ok(false);
+                }
+                let mark = Key::Collected(&id).encode();
+                if txn.get(&mark, false).await?.is_none() {
+                    txn.set(&mark, &crate::values::encode_u64(now_ms.max(0) as u64));
+                    let at = now_ms.saturating_add(MARK_TTL_MS);
+                    txn.set(&Key::Expiry(at, &mark).encode(), &[]);
+                }
+                Ok(true)
+            })
+        })
+        .await
+    }
+
     /// Assigns offsets to a written segment's chunks, exactly once (see the
     /// module docs). Retrying, even after an unknown commit result, returns
     /// the same outcome and indexes nothing twice.
@@ -168,6 +199,19 @@ async fn commit_segment_body(txn: &mut dyn Txn, c: &SegmentCommit) -> Result<Com
     let seg_key = Key::Segment(&c.segment_id).encode();
     if let Some(done) = txn.get(&seg_key, false).await? {
         return replay(txn, c, SegmentRecord::decode(&done)?).await;
+    }
+    // The GC fence: a conflicting read, so a concurrent collection and this
+    // commit cannot both succeed.
+    let refused = |reason| Error::CommitRefused {
+        segment: c.segment_id.clone(),
+        reason,
+    };
+    let mark = Key::Collected(&c.segment_id).encode();
+    if txn.get(&mark, false).await?.is_some() {
+        return Err(refused("garbage-collected before its commit"));
+    }
+    if c.committed_ms.saturating_sub(c.created_ms) > MAX_COMMIT_AGE_MS {
+        return Err(refused("too old to commit"));
     }
     let topics =
         partition_counts(txn, c.chunks.iter().map(|ch| ch.topic_id).collect(), false).await?;

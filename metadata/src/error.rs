@@ -14,6 +14,14 @@ pub enum Error {
     Refused(#[from] crate::values::Refusal),
     #[error("{0}")]
     Invalid(String),
+    /// The commit was refused for good, nothing of it applied: its segment
+    /// was garbage-collected or is too old to commit. The records were never
+    /// acknowledged; their producers must send them again.
+    #[error("segment {segment}: {reason}")]
+    CommitRefused {
+        segment: String,
+        reason: &'static str,
+    },
     #[error("metadata store: {0}")]
     Kv(#[from] KvError),
     #[error("corrupt metadata: malformed {0}")]
@@ -45,6 +53,7 @@ impl Error {
             Error::Refused(_) => ErrorKind::Refused,
             Error::TopicExists(_) => ErrorKind::AlreadyExists,
             Error::Invalid(_) | Error::InvalidUrl { .. } => ErrorKind::InvalidArgument,
+            Error::CommitRefused { .. } => ErrorKind::Unavailable,
             Error::Kv(e) if e.class == ErrorClass::Fatal => ErrorKind::Internal,
             Error::Kv(_) => ErrorKind::Unavailable,
             Error::Corrupt(_) => ErrorKind::Internal,

@@ -22,12 +22,12 @@
 //! | 0x0D | `ProducerAnswer(producer_id, sequence)`    | `Answer`: offsets a sequenced request got  |
 //! | 0x0E | `Idempotency(key)`                         | `IdempotencyRecord`: request fingerprint and `Answer` |
 //! | 0x0F | `Expiry(at_ms, key)`                       | empty: `key` is garbage from `at_ms` on; or the end of the range `[key, end)` that is |
+//! | 0x12 | `Collected(segment_id)`                    | collected_ms, u64 BE: GC's fence; a commit that finds it is refused |
 //!
 //! Reserved for the capabilities still to come (same table, same rules):
 //! `0x10 KafkaSequence(producer_id, topic_id, partition)` — per-partition
 //! sequence window of Kafka idempotent producers; `0x11 Archive(topic_id,
-//! partition)` — next offset to archive to Parquet; `0x12 Collected(segment_id)`
-//! — the GC fence a late commit must find; `0x13 ShareWindow(group, topic_id,
+//! partition)` — next offset to archive to Parquet; `0x13 ShareWindow(group, topic_id,
 //! partition)` and `0x14 ShareRecord(group, topic_id, partition, offset)` —
 //! share-group in-flight windows.
 //!
@@ -58,6 +58,7 @@ pub enum KeyKind {
     ProducerAnswer = 0x0D,
     Idempotency = 0x0E,
     Expiry = 0x0F,
+    Collected = 0x12,
 }
 
 /// A key of the keyspace.
@@ -79,11 +80,15 @@ pub enum Key<'a> {
     Idempotency(&'a str),
     /// `(at_ms, encoded key)`: the key is garbage from `at_ms` on.
     Expiry(i64, &'a [u8]),
+    Collected(&'a str),
 }
 
-/// Counter names.
+/// Counter names (`Counter` holds named u64 values: counters and job
+/// checkpoints).
 pub const TOPIC_ID_COUNTER: &str = "topic_id";
 pub const PRODUCER_ID_COUNTER: &str = "producer_id";
+/// Segments named before this time (ms) have been examined by GC.
+pub const GC_CHECKPOINT: &str = "gc.segments_checkpoint_ms";
 
 impl Key<'_> {
     pub fn kind(&self) -> KeyKind {
@@ -103,6 +108,7 @@ impl Key<'_> {
             Key::ProducerAnswer(..) => KeyKind::ProducerAnswer,
             Key::Idempotency(_) => KeyKind::Idempotency,
             Key::Expiry(..) => KeyKind::Expiry,
+            Key::Collected(_) => KeyKind::Collected,
         }
     }
 
@@ -115,7 +121,8 @@ impl Key<'_> {
             | Key::Lease(s)
             | Key::Group(s)
             | Key::ProducerName(s)
-            | Key::Idempotency(s) => put_str(&mut k, s),
+            | Key::Idempotency(s)
+            | Key::Collected(s) => put_str(&mut k, s),
             Key::Topic(n) | Key::Producer(n) => k.extend_from_slice(&n.to_be_bytes()),
             Key::Partition(t, p) => {
                 k.extend_from_slice(&t.to_be_bytes());
@@ -302,6 +309,7 @@ pub fn decode(key: &[u8]) -> Result<Key<'_>, BadKey> {
             k if k == KeyKind::ProducerAnswer as u8 => Key::ProducerAnswer(e.u64()?, e.u64()?),
             k if k == KeyKind::Idempotency as u8 => Key::Idempotency(e.str()?),
             k if k == KeyKind::Expiry as u8 => Key::Expiry(e.u64()? as i64, e.rest()),
+            k if k == KeyKind::Collected as u8 => Key::Collected(e.str()?),
             _ => return None,
         };
         e.done()?;
@@ -349,7 +357,7 @@ mod tests {
         #[test]
         fn string_keys_round_trip(n in name()) {
             for k in [Key::Segment(&n), Key::Counter(&n), Key::Lease(&n), Key::Group(&n),
-                      Key::ProducerName(&n), Key::Idempotency(&n)] {
+                      Key::ProducerName(&n), Key::Idempotency(&n), Key::Collected(&n)] {
                 prop_assert!(round_trips(k));
             }
         }

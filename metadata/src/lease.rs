@@ -62,6 +62,32 @@ impl Metadata {
         .await
     }
 
+    /// A named u64 (`Counter` key): a counter or a job's checkpoint.
+    pub async fn counter(&self, name: &str) -> Result<Option<u64>> {
+        self.run("get_counter", true, |txn, _| {
+            let key = Key::Counter(name).encode();
+            Box::pin(async move {
+                txn.get(&key, true)
+                    .await?
+                    .map(|b| crate::values::decode_u64(&b))
+                    .transpose()
+            })
+        })
+        .await
+    }
+
+    /// Sets a named u64 (a job's checkpoint; only its lease holder writes it).
+    pub async fn set_counter(&self, name: &str, value: u64) -> Result<()> {
+        self.run("set_counter", false, |txn, _| {
+            let key = Key::Counter(name).encode();
+            Box::pin(async move {
+                txn.set(&key, &crate::values::encode_u64(value));
+                Ok(())
+            })
+        })
+        .await
+    }
+
     /// Whether a segment's offsets were ever committed. A segment that was
     /// never committed is not indexed and, once older than any commit could
     /// take, is garbage.

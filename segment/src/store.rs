@@ -128,10 +128,31 @@ impl ObjectStorage {
 
     /// Lists the objects under `prefix` (relative to the store's prefix).
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        let full = self.path(prefix);
+        let metas: Vec<_> = self
+            .inner
+            .list(Some(&self.path(prefix)))
+            .try_collect()
+            .await?;
+        Ok(self.infos(metas))
+    }
+
+    /// Lists the objects under `prefix` whose keys sort after `after`, in
+    /// key order. S3 starts listing at `after` itself, so the work does not
+    /// grow with the objects before it.
+    pub async fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>> {
+        let metas: Vec<_> = self
+            .inner
+            .list_with_offset(Some(&self.path(prefix)), &self.path(after))
+            .try_collect()
+            .await?;
+        let mut infos = self.infos(metas);
+        infos.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(infos)
+    }
+
+    fn infos(&self, metas: Vec<object_store::ObjectMeta>) -> Vec<ObjectInfo> {
         let strip = self.prefix.parts().count();
-        let metas: Vec<_> = self.inner.list(Some(&full)).try_collect().await?;
-        Ok(metas
+        metas
             .into_iter()
             .map(|m| ObjectInfo {
                 key: m
@@ -144,7 +165,7 @@ impl ObjectStorage {
                 size: m.size,
                 modified_ms: m.last_modified.timestamp_millis(),
             })
-            .collect())
+            .collect()
     }
 }
 

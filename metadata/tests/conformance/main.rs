@@ -97,6 +97,7 @@ fn segment(id: &str, chunks: Vec<ChunkCommit>) -> SegmentCommit {
     SegmentCommit {
         segment_id: id.into(),
         object: format!("segments/{id}"),
+        created_ms: 1,
         committed_ms: 1,
         chunks,
         units: Vec::new(),

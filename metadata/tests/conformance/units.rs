@@ -168,7 +168,7 @@ pub async fn idempotency_keys_expire(f: Fixture) {
                 }),
             )],
         );
-        s.committed_ms = now;
+        (s.created_ms, s.committed_ms) = (now, now);
         s
     };
     let first = md.commit_segment(&keyed("k1", 9, 100)).await.unwrap();
@@ -242,7 +242,7 @@ pub async fn transactions_commit_offsets_with_records(f: Fixture) {
                 }),
             }],
         );
-        s.committed_ms = 10;
+        (s.created_ms, s.committed_ms) = (10, 10);
         s
     };
     let ok = md
@@ -294,7 +294,7 @@ pub async fn idle_producers_are_forgotten(f: Fixture) {
                 }),
             )],
         );
-        c.committed_ms = at;
+        (c.created_ms, c.committed_ms) = (at, at);
         c
     };
     // Producing keeps it alive past its first deadline.
