@@ -161,10 +161,60 @@ pub struct AgentArgs {
 
 #[derive(Debug, Args)]
 pub struct CompactorArgs {
+    /// Work on a `silt dev` data directory (its meta.db and objects/)
+    /// instead of --object-store and --metadata.
+    #[arg(long, conflicts_with_all = ["object_store", "metadata"])]
+    pub data_dir: Option<PathBuf>,
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub store: OptionalStoreArgs,
+    /// Run every job once over what is committed, print what was done, exit.
+    #[arg(long)]
+    pub once: bool,
     #[command(flatten)]
     pub tuning: CompactorTuning,
+}
+
+/// [`StoreArgs`] for commands that may take a data directory instead.
+#[derive(Debug, Args)]
+pub struct OptionalStoreArgs {
+    /// Object store URL: file:///dir, s3://bucket/prefix or memory://.
+    #[arg(long, env = "SILT_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// Metadata URL: fdb:[//cluster-file] or sqlite:///path/meta.db.
+    #[arg(long, env = "SILT_METADATA")]
+    pub metadata: Option<String>,
+    /// The FoundationDB cluster file's content (see `silt agent --help`).
+    #[arg(long, env = "SILT_FDB_CLUSTER_FILE_CONTENT", hide_env_values = true)]
+    pub fdb_cluster_file_content: Option<String>,
+    /// A writable directory for files the process creates (the cluster file).
+    #[arg(long, env = "SILT_STATE_DIR", default_value = "/tmp/silt")]
+    pub state_dir: std::path::PathBuf,
+}
+
+impl CompactorArgs {
+    /// The object store and metadata URLs to open.
+    pub fn urls(&self) -> anyhow::Result<(String, String)> {
+        if let Some(dir) = &self.data_dir {
+            let dir = std::fs::canonicalize(dir)
+                .map_err(|e| anyhow::anyhow!("--data-dir {}: {e}", dir.display()))?;
+            let objects = crate::server::url_for_dir(&dir.join("objects"))?;
+            return Ok((
+                objects,
+                format!("sqlite://{}", dir.join("meta.db").display()),
+            ));
+        }
+        let (Some(objects), Some(metadata)) = (&self.store.object_store, &self.store.metadata)
+        else {
+            anyhow::bail!("give --data-dir, or both --object-store and --metadata");
+        };
+        let store = StoreArgs {
+            object_store: objects.clone(),
+            metadata: metadata.clone(),
+            fdb_cluster_file_content: self.store.fdb_cluster_file_content.clone(),
+            state_dir: self.store.state_dir.clone(),
+        };
+        Ok((objects.clone(), store.metadata_url()?))
+    }
 }
 
 /// Compactor tuning; see `silt_compactor::CompactorConfig`.
@@ -176,6 +226,10 @@ pub struct CompactorTuning {
     /// Minimum age (seconds) of an uncommitted segment before it is deleted.
     #[arg(long, env = "SILT_GC_GRACE_SECS", default_value_t = 3600)]
     pub gc_grace_secs: u64,
+    /// Rewrite committed records to Parquet under archive/ (Hive layout,
+    /// readable by Spark and DuckDB as is).
+    #[arg(long, env = "SILT_ARCHIVE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub archive: bool,
 }
 
 impl CompactorTuning {
@@ -187,6 +241,8 @@ impl CompactorTuning {
         Ok(silt_compactor::CompactorConfig {
             interval: Duration::from_secs(self.compactor_interval_secs.max(1)),
             gc_grace: Duration::from_secs(self.gc_grace_secs),
+            archive: self.archive,
+            ..silt_compactor::CompactorConfig::default()
         })
     }
 }

@@ -47,11 +47,21 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     .await
 }
 
-/// `silt compactor`: runs until SIGTERM/ctrl-c, then gives its lease up.
+/// `silt compactor`: runs until SIGTERM/ctrl-c, then gives its lease up;
+/// with `--once`, runs every job once and prints what it did.
 pub async fn compactor(a: CompactorArgs) -> anyhow::Result<()> {
-    let (storage, md) = open(&a.store.object_store, &a.store.metadata_url()?)?;
-    let stop = tokio_util::sync::CancellationToken::new();
+    let (objects, metadata) = a.urls()?;
+    let (storage, md) = open(&objects, &metadata)?;
     let compactor = new_compactor(a.tuning.config()?, md, storage);
+    if a.once {
+        let report = compactor.run_once().await?;
+        #[allow(clippy::print_stdout)]
+        {
+            println!("{report:#?}");
+        }
+        return Ok(());
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn({
         let stop = stop.clone();
         async move { compactor.run(stop).await }
@@ -74,7 +84,7 @@ fn new_compactor(config: CompactorConfig, md: Arc<Metadata>, storage: ObjectStor
     )
 }
 
-fn url_for_dir(dir: &std::path::Path) -> anyhow::Result<String> {
+pub fn url_for_dir(dir: &std::path::Path) -> anyhow::Result<String> {
     std::fs::create_dir_all(dir)?;
     Ok(url::Url::from_directory_path(dir)
         .map_err(|()| anyhow::anyhow!("{} is not an absolute path", dir.display()))?

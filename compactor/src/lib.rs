@@ -2,9 +2,10 @@
 //! time (a metadata lease; extra instances wait harmlessly).
 //!
 //! Jobs today: **garbage collection of orphan segments** — objects left by an
-//! agent that crashed between its segment PUT and the metadata commit — and
-//! **expiry** of metadata keys whose time to live ended (idempotency keys),
-//! found by a range read of the `Expiry` index, never by a scan.
+//! agent that crashed between its segment PUT and the metadata commit —,
+//! **expiry** of metadata keys whose time to live ended (idempotency keys,
+//! idle producers, GC fences), found by a range read of the `Expiry` index,
+//! never by a scan, and the **Parquet archive** ([`archive`]).
 //!
 //! Safety invariant: an object is deleted only if (1) its name is a segment
 //! name this code understands, (2) it is older than `gc_grace`, and (3) a
@@ -19,6 +20,8 @@
 //!
 //! Merging small segments, the Parquet archive and retention come with the
 //! compactor's own issue (see docs/architecture.md).
+
+pub mod archive;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +44,12 @@ pub struct CompactorConfig {
     /// Minimum age of an uncommitted segment before it is garbage. Must far
     /// exceed the longest a commit can take; an hour is generous.
     pub gc_grace: Duration,
+    /// Rewrite committed records to Parquet under `archive/`.
+    pub archive: bool,
+    /// Bounds on one archive file (records, and record bytes before
+    /// compression): bigger files mean fewer objects and better compression.
+    pub archive_file_records: usize,
+    pub archive_file_bytes: usize,
 }
 
 impl Default for CompactorConfig {
@@ -48,6 +57,9 @@ impl Default for CompactorConfig {
         Self {
             interval: Duration::from_secs(60),
             gc_grace: Duration::from_secs(3600),
+            archive: true,
+            archive_file_records: 1_000_000,
+            archive_file_bytes: 128 << 20,
         }
     }
 }
@@ -59,6 +71,8 @@ pub enum Error {
     Metadata(#[from] silt_metadata::Error),
     #[error("object storage: {0}")]
     Storage(#[from] silt_segment::Error),
+    #[error("archive: {0}")]
+    Archive(String),
 }
 
 /// What one garbage collection did.
@@ -76,6 +90,7 @@ pub struct TickReport {
     pub gc: GcReport,
     /// Metadata keys deleted because their time to live ended.
     pub expired: usize,
+    pub archive: archive::ArchiveReport,
 }
 
 /// Clock skew tolerated between the agents, whose clocks name segments,
@@ -151,6 +166,22 @@ impl Compactor {
         }
     }
 
+    /// Runs every job once (waiting for the lease if another instance holds
+    /// it), then gives the lease up.
+    pub async fn run_once(&self) -> Result<TickReport, Error> {
+        let report = loop {
+            match self.tick().await? {
+                Some(r) => break r,
+                None => {
+                    tracing::info!("another compactor holds the lease; waiting");
+                    tokio::time::sleep(self.config.interval.min(Duration::from_secs(5))).await;
+                }
+            }
+        };
+        self.md.release_lease(LEASE, self.holder).await?;
+        Ok(report)
+    }
+
     /// One round: take or renew the lease, and run the jobs if we hold it.
     /// `None` when another instance holds the lease.
     pub async fn tick(&self) -> Result<Option<TickReport>, Error> {
@@ -170,7 +201,18 @@ impl Compactor {
             .expire()
             .instrument(tracing::info_span!("expire"))
             .await?;
-        Ok(Some(TickReport { gc, expired }))
+        let archive = if self.config.archive {
+            self.archive()
+                .instrument(tracing::info_span!("archive"))
+                .await?
+        } else {
+            archive::ArchiveReport::default()
+        };
+        Ok(Some(TickReport {
+            gc,
+            expired,
+            archive,
+        }))
     }
 
     /// Deletes every key whose time to live has ended, a batch per

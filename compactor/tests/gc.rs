@@ -47,6 +47,8 @@ fn compactor(s: &Setup, holder: u64) -> Compactor {
     let config = CompactorConfig {
         interval: Duration::from_secs(10),
         gc_grace: Duration::from_secs(3600),
+        archive: false,
+        ..CompactorConfig::default()
     };
     Compactor::new(
         config,

@@ -22,12 +22,12 @@
 //! | 0x0D | `ProducerAnswer(producer_id, sequence)`    | `Answer`: offsets a sequenced request got  |
 //! | 0x0E | `Idempotency(key)`                         | `IdempotencyRecord`: request fingerprint and `Answer` |
 //! | 0x0F | `Expiry(at_ms, key)`                       | empty: `key` is garbage from `at_ms` on; or the end of the range `[key, end)` that is |
+//! | 0x11 | `Archive(topic_id, partition)`             | next offset to archive to Parquet, u64 BE  |
 //! | 0x12 | `Collected(segment_id)`                    | collected_ms, u64 BE: GC's fence; a commit that finds it is refused |
 //!
 //! Reserved for the capabilities still to come (same table, same rules):
 //! `0x10 KafkaSequence(producer_id, topic_id, partition)` — per-partition
-//! sequence window of Kafka idempotent producers; `0x11 Archive(topic_id,
-//! partition)` — next offset to archive to Parquet; `0x13 ShareWindow(group, topic_id,
+//! sequence window of Kafka idempotent producers; `0x13 ShareWindow(group, topic_id,
 //! partition)` and `0x14 ShareRecord(group, topic_id, partition, offset)` —
 //! share-group in-flight windows.
 //!
@@ -58,6 +58,7 @@ pub enum KeyKind {
     ProducerAnswer = 0x0D,
     Idempotency = 0x0E,
     Expiry = 0x0F,
+    Archive = 0x11,
     Collected = 0x12,
 }
 
@@ -80,6 +81,7 @@ pub enum Key<'a> {
     Idempotency(&'a str),
     /// `(at_ms, encoded key)`: the key is garbage from `at_ms` on.
     Expiry(i64, &'a [u8]),
+    Archive(u64, u32),
     Collected(&'a str),
 }
 
@@ -108,6 +110,7 @@ impl Key<'_> {
             Key::ProducerAnswer(..) => KeyKind::ProducerAnswer,
             Key::Idempotency(_) => KeyKind::Idempotency,
             Key::Expiry(..) => KeyKind::Expiry,
+            Key::Archive(..) => KeyKind::Archive,
             Key::Collected(_) => KeyKind::Collected,
         }
     }
@@ -124,7 +127,7 @@ impl Key<'_> {
             | Key::Idempotency(s)
             | Key::Collected(s) => put_str(&mut k, s),
             Key::Topic(n) | Key::Producer(n) => k.extend_from_slice(&n.to_be_bytes()),
-            Key::Partition(t, p) => {
+            Key::Partition(t, p) | Key::Archive(t, p) => {
                 k.extend_from_slice(&t.to_be_bytes());
                 k.extend_from_slice(&p.to_be_bytes());
             }
@@ -309,6 +312,7 @@ pub fn decode(key: &[u8]) -> Result<Key<'_>, BadKey> {
             k if k == KeyKind::ProducerAnswer as u8 => Key::ProducerAnswer(e.u64()?, e.u64()?),
             k if k == KeyKind::Idempotency as u8 => Key::Idempotency(e.str()?),
             k if k == KeyKind::Expiry as u8 => Key::Expiry(e.u64()? as i64, e.rest()),
+            k if k == KeyKind::Archive as u8 => Key::Archive(e.u64()?, e.u32()?),
             k if k == KeyKind::Collected as u8 => Key::Collected(e.str()?),
             _ => return None,
         };
@@ -345,6 +349,7 @@ mod tests {
         #[test]
         fn partition_round_trips(t in any::<u64>(), p in any::<u32>()) {
             prop_assert!(round_trips(Key::Partition(t, p)));
+            prop_assert!(round_trips(Key::Archive(t, p)));
         }
         #[test]
         fn index_round_trips_and_orders(t in any::<u64>(), p in any::<u32>(), a in any::<u64>(), b in any::<u64>()) {

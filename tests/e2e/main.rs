@@ -2,6 +2,7 @@
 //! SQLite metadata shared between processes, and a real S3 server (Garage).
 #![allow(clippy::unwrap_used)]
 
+mod archive;
 mod bad_input;
 mod cli;
 mod common;

@@ -1,0 +1,262 @@
+//! The Parquet archive: committed records rewritten to Parquet in a
+//! Hive-style layout that Spark, DuckDB and Athena read without a catalog:
+//!
+//! ```text
+//! archive/topic=<name>/partition=<p>/<first offset, 20 digits>.parquet
+//! ```
+//!
+//! Columns: `offset` int64, `timestamp` TIMESTAMP(MICROS, UTC), `key` and
+//! `value` nullable binary, `headers` list<struct<key string, value
+//! binary>> (in record order; keys may repeat). Topic and partition are in
+//! the path and never in the file (readers silently prefer the path). Rows
+//! are sorted by offset, with statistics and page indexes; key and value are
+//! never dictionary-encoded; pages are zstd-compressed. Encoding runs on the
+//! blocking pool, off the runtime.
+//!
+//! Exactly once, across crashes: a file is published with one PUT under its
+//! final name, which depends only on its first offset; the partition's
+//! progress (`Archive(topic, partition)`, the next offset to archive) then
+//! moves by compare-and-set. A crash in between rewrites the same name on
+//! the next run (with the same records, possibly more), never a second file
+//! holding the same offsets.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{BinaryBuilder, ListBuilder, StringBuilder, StructBuilder};
+use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use silt_metadata::TopicInfo;
+use silt_segment::Record;
+use silt_segment::batch::{DEFAULT_MAX_DECOMPRESSED, decode_chunk};
+
+use crate::{Compactor, Error};
+
+/// Index entries read per metadata round trip while archiving.
+const PLAN_ENTRIES: usize = 64;
+
+/// What one archive pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArchiveReport {
+    pub files: usize,
+    pub records: u64,
+    /// Bytes of Parquet written.
+    pub bytes: u64,
+}
+
+/// The object key of a partition's archive file starting at `first_offset`.
+pub fn archive_key(topic: &str, partition: u32, first_offset: u64) -> String {
+    format!("archive/topic={topic}/partition={partition}/{first_offset:020}.parquet")
+}
+
+fn header_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Binary, true),
+    ])
+}
+
+fn header_item() -> Arc<Field> {
+    Arc::new(Field::new(
+        "element",
+        DataType::Struct(header_fields()),
+        false,
+    ))
+}
+
+/// The archive's Arrow schema.
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("offset", DataType::Int64, false),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("key", DataType::Binary, true),
+        Field::new("value", DataType::Binary, true),
+        Field::new("headers", DataType::List(header_item()), false),
+    ]))
+}
+
+/// Encodes records (ascending offsets) as one Parquet file.
+pub fn encode(records: &[(u64, Record)]) -> Result<Vec<u8>, parquet::errors::ParquetError> {
+    let offsets: Int64Array = records
+        .iter()
+        .map(|(o, _)| i64::try_from(*o).unwrap_or(i64::MAX))
+        .collect();
+    let timestamps = TimestampMicrosecondArray::from(
+        records
+            .iter()
+            .map(|(_, r)| r.timestamp.saturating_mul(1000))
+            .collect::<Vec<_>>(),
+    )
+    .with_timezone("UTC");
+    let keys: BinaryArray = records.iter().map(|(_, r)| r.key.as_deref()).collect();
+    let values: BinaryArray = records.iter().map(|(_, r)| r.value.as_deref()).collect();
+    let mut headers = ListBuilder::new(StructBuilder::new(
+        header_fields(),
+        vec![
+            Box::new(StringBuilder::new()),
+            Box::new(BinaryBuilder::new()),
+        ],
+    ))
+    .with_field(header_item());
+    for (_, r) in records {
+        let s = headers.values();
+        for h in &r.headers {
+            s.field_builder::<StringBuilder>(0)
+                .ok_or_else(|| general("header key builder"))?
+                .append_value(&h.key);
+            s.field_builder::<BinaryBuilder>(1)
+                .ok_or_else(|| general("header value builder"))?
+                .append_option(h.value.as_deref());
+            s.append(true);
+        }
+        headers.append(true);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(offsets),
+        Arc::new(timestamps),
+        Arc::new(keys),
+        Arc::new(values),
+        Arc::new(headers.finish()),
+    ];
+    let batch = RecordBatch::try_new(schema(), columns)?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(props))?;
+    writer.write(&batch)?;
+    writer.into_inner()
+}
+
+fn general(what: &str) -> parquet::errors::ParquetError {
+    parquet::errors::ParquetError::General(format!("archive encoding: {what}"))
+}
+
+impl Compactor {
+    /// Archives every committed record not archived yet, a file per
+    /// partition per pass (more when a partition has more than a file's
+    /// worth).
+    pub async fn archive(&self) -> Result<ArchiveReport, Error> {
+        let mut report = ArchiveReport::default();
+        for topic in self.md.list_topics().await? {
+            let states = self.md.partition_states(topic.id).await?;
+            for (p, state) in states.iter().enumerate() {
+                let p = p as u32;
+                let mut next = self
+                    .md
+                    .archive_progress(topic.id, p)
+                    .await?
+                    .max(state.log_start_offset);
+                while next < state.high_watermark {
+                    let Some(file) = self
+                        .archive_file(&topic, p, next, state.high_watermark)
+                        .await?
+                    else {
+                        break;
+                    };
+                    report.files += 1;
+                    report.records += file.end - next;
+                    report.bytes += file.bytes;
+                    next = file.end;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Writes one file from `from` (at most up to `until` and the size
+    /// bounds), then moves the progress. `None` if there was nothing to
+    /// read (the topic went away) or another compactor moved the progress.
+    async fn archive_file(
+        &self,
+        topic: &TopicInfo,
+        partition: u32,
+        from: u64,
+        until: u64,
+    ) -> Result<Option<ArchivedFile>, Error> {
+        let records = self.read_range(topic.id, partition, from, until).await?;
+        let Some(&(last, _)) = records.last() else {
+            return Ok(None);
+        };
+        let key = archive_key(&topic.name, partition, from);
+        let encoded = tokio::task::spawn_blocking(move || encode(&records))
+            .await
+            .map_err(|e| Error::Archive(format!("encoder task: {e}")))?
+            .map_err(|e| Error::Archive(e.to_string()))?;
+        let bytes = encoded.len() as u64;
+        self.storage.put(&key, encoded.into()).await?;
+        let end = last + 1;
+        if !self
+            .md
+            .advance_archive(topic.id, partition, from, end)
+            .await?
+        {
+            tracing::warn!(%key, "archive progress moved under us; leaving it");
+            return Ok(None);
+        }
+        tracing::info!(%key, records = end - from, bytes, "archived");
+        Ok(Some(ArchivedFile { end, bytes }))
+    }
+
+    /// Reads committed records `[from, until)`, up to the file bounds.
+    async fn read_range(
+        &self,
+        topic_id: u64,
+        partition: u32,
+        from: u64,
+        until: u64,
+    ) -> Result<Vec<(u64, Record)>, Error> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut next = from;
+        while next < until
+            && out.len() < self.config.archive_file_records
+            && bytes < self.config.archive_file_bytes
+        {
+            let Some(plan) = self
+                .md
+                .read_plan(topic_id, partition, next, PLAN_ENTRIES)
+                .await?
+            else {
+                break;
+            };
+            if plan.entries.is_empty() {
+                break;
+            }
+            for (base, entry) in &plan.entries {
+                if next >= until
+                    || out.len() >= self.config.archive_file_records
+                    || bytes >= self.config.archive_file_bytes
+                {
+                    break;
+                }
+                let range = entry.byte_offset..entry.byte_offset + u64::from(entry.byte_len);
+                let chunk = self.storage.get_range(&entry.object, range).await?;
+                decode_chunk(&chunk, *base, next, DEFAULT_MAX_DECOMPRESSED, |off, r| {
+                    if off >= until {
+                        return false;
+                    }
+                    bytes += r.weight();
+                    out.push((off, r));
+                    next = off + 1;
+                    out.len() < self.config.archive_file_records
+                        && bytes < self.config.archive_file_bytes
+                })?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+struct ArchivedFile {
+    /// One past the last archived offset.
+    end: u64,
+    bytes: u64,
+}
