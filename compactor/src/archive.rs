@@ -2,7 +2,7 @@
 //! Hive-style layout that Spark, DuckDB and Athena read without a catalog:
 //!
 //! ```text
-//! archive/topic=<name>/partition=<p>/<first offset, 20 digits>.parquet
+//! archive/topic=<name>/partition=<p>/<topic id>-<first offset>.parquet   (20 digits each)
 //! ```
 //!
 //! Columns: `offset` int64, `timestamp` TIMESTAMP(MICROS, UTC), `key` and
@@ -47,8 +47,13 @@ pub struct ArchiveReport {
 }
 
 /// The object key of a partition's archive file starting at `first_offset`.
-pub fn archive_key(topic: &str, partition: u32, first_offset: u64) -> String {
-    format!("archive/topic={topic}/partition={partition}/{first_offset:020}.parquet")
+/// The topic id in the name keeps a deleted topic's files apart from those
+/// of a new topic of the same name, until they are reclaimed.
+pub fn archive_key(topic: &TopicInfo, partition: u32, first_offset: u64) -> String {
+    format!(
+        "archive/topic={}/partition={partition}/{:020}-{first_offset:020}.parquet",
+        topic.name, topic.id
+    )
 }
 
 fn header_fields() -> Fields {
@@ -185,7 +190,7 @@ impl Compactor {
         let Some(&(last, _)) = records.last() else {
             return Ok(None);
         };
-        let key = archive_key(&topic.name, partition, from);
+        let key = archive_key(topic, partition, from);
         let encoded = tokio::task::spawn_blocking(move || encode(&records))
             .await
             .map_err(|e| Error::Archive(format!("encoder task: {e}")))?

@@ -22,6 +22,7 @@
 //! compactor's own issue (see docs/architecture.md).
 
 pub mod archive;
+mod reclaim;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +92,7 @@ pub struct TickReport {
     /// Metadata keys deleted because their time to live ended.
     pub expired: usize,
     pub archive: archive::ArchiveReport,
+    pub reclaim: reclaim::ReclaimReport,
 }
 
 /// Clock skew tolerated between the agents, whose clocks name segments,
@@ -208,10 +210,15 @@ impl Compactor {
         } else {
             archive::ArchiveReport::default()
         };
+        let reclaim = self
+            .reclaim()
+            .instrument(tracing::info_span!("reclaim"))
+            .await?;
         Ok(Some(TickReport {
             gc,
             expired,
             archive,
+            reclaim,
         }))
     }
 
@@ -256,7 +263,7 @@ impl Compactor {
                 oldest_pending = oldest_pending.min(name_ms(id));
                 continue;
             }
-            if self.md.collect_segment(id, now).await? {
+            if self.md.collect_segment(id, &object.key, now).await? {
                 tracing::info!(object = %object.key, "deleting an uncommitted segment");
                 self.storage.delete(&object.key).await?;
                 report.deleted += 1;

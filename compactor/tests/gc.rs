@@ -235,7 +235,11 @@ async fn a_collected_segment_can_never_be_committed() {
             .unwrap();
     let at = now();
     // GC first: the late commit is refused (its records were never acked).
-    assert!(s.md.collect_segment("1-late", at).await.unwrap());
+    assert!(
+        s.md.collect_segment("1-late", "segments/1-late.seg", at)
+            .await
+            .unwrap()
+    );
     assert!(refused(
         s.md.commit_segment(&commit_of(t.id, "1-late", at)).await
     ));
@@ -243,7 +247,12 @@ async fn a_collected_segment_can_never_be_committed() {
     s.md.commit_segment(&commit_of(t.id, "2-ontime", at))
         .await
         .unwrap();
-    assert!(!s.md.collect_segment("2-ontime", at).await.unwrap());
+    assert!(
+        !s.md
+            .collect_segment("2-ontime", "segments/2-ontime.seg", at)
+            .await
+            .unwrap()
+    );
     // A retry of a commit that landed still answers, collected or not.
     s.md.commit_segment(&commit_of(t.id, "2-ontime", at))
         .await
@@ -367,4 +376,88 @@ async fn gc_lists_only_segments_after_its_checkpoint() {
         .await
         .unwrap();
     assert_eq!(c.collect_orphans().await.unwrap().kept_recent, 1);
+}
+
+/// A deleted topic's storage goes to zero: its index entries, its objects
+/// (after the read grace period) and its archive files; a topic that shares
+/// a segment with it keeps that object until it no longer needs it.
+#[tokio::test]
+async fn deleted_topics_are_reclaimed_to_zero() {
+    let s = setup();
+    let gone =
+        s.md.create_topic("gone", 2, TopicConfig::default(), 0, 1)
+            .await
+            .unwrap();
+    let kept =
+        s.md.create_topic("kept", 1, TopicConfig::default(), 0, 2)
+            .await
+            .unwrap();
+    let at = now();
+    let chunk = |t: u64, p: u32| ChunkCommit {
+        topic_id: t,
+        partition: p,
+        byte_offset: 8,
+        byte_len: 1,
+        record_count: 1,
+        max_timestamp: 0,
+    };
+    for (id, chunks) in [
+        ("1-a", vec![chunk(gone.id, 0), chunk(gone.id, 1)]),
+        ("1-b", vec![chunk(gone.id, 0), chunk(kept.id, 0)]),
+    ] {
+        s.storage
+            .put(&format!("segments/{id}.seg"), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        let mut c = commit_of(0, id, at);
+        c.chunks = chunks;
+        s.md.commit_segment(&c).await.unwrap();
+    }
+    assert_eq!(s.md.object_refs("segments/1-a.seg").await.unwrap(), 2);
+    for (t, name) in [
+        (gone.id, "gone"),
+        (kept.id, "kept"),
+        (gone.id + 100, "gone"),
+    ] {
+        let key = format!("archive/topic={name}/partition=0/{t:020}-{:020}.parquet", 0);
+        s.storage.put(&key, Bytes::from_static(b"p")).await.unwrap();
+    }
+    s.md.delete_topic("gone").await.unwrap();
+    let c = compactor(&s, 1);
+    let r = c.tick().await.unwrap().unwrap().reclaim;
+    assert_eq!(
+        (r.entries, r.archive_files, r.objects),
+        (3, 1, 0),
+        "objects wait out the grace period"
+    );
+    assert!(s.md.deleted_topics().await.unwrap().is_empty());
+    s.clock.fetch_add(3_600_001, Ordering::SeqCst);
+    let r = c.tick().await.unwrap().unwrap().reclaim;
+    assert_eq!(r.objects, 1, "only the segment nothing else needs");
+    let mut left: Vec<String> = s
+        .storage
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            format!(
+                "archive/topic=gone/partition=0/{:020}-{:020}.parquet",
+                gone.id + 100,
+                0
+            ),
+            format!(
+                "archive/topic=kept/partition=0/{:020}-{:020}.parquet",
+                kept.id, 0
+            ),
+            "segments/1-b.seg".to_owned(),
+        ],
+        "another topic's files under the same name stay, and so does the shared segment"
+    );
+    assert_eq!(s.md.object_refs("segments/1-b.seg").await.unwrap(), 1);
 }

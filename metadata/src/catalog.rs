@@ -215,8 +215,9 @@ impl Metadata {
         .await
     }
 
-    /// Deletes a topic and its index. Its segment objects become garbage for
-    /// the compactor to collect.
+    /// Deletes a topic: at once its name, record and partitions (readers and
+    /// writers see it gone); its index entries, objects and archive files are
+    /// reclaimed later, in bounded batches (see [`crate::reclaim`]).
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         self.run("delete_topic", false, |txn, attempt: Attempt| {
             let name = name.to_owned();
@@ -235,8 +236,7 @@ impl Metadata {
                 txn.clear(&Key::Topic(id).encode());
                 let parts = KeyRange::partitions(id);
                 txn.clear_range(&parts.begin, &parts.end);
-                let index = KeyRange::topic_index(id);
-                txn.clear_range(&index.begin, &index.end);
+                txn.set(&Key::Reclaim(id).encode(), name.as_bytes());
                 Ok(())
             })
         })

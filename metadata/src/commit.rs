@@ -28,6 +28,7 @@ use crate::groups::{OffsetCommit, check_offset_commit, validate_offset_commit, w
 use crate::keys::Key;
 use crate::kv::Txn;
 use crate::producers::{PRODUCER_TTL_MS, put_producer};
+use crate::reclaim::{add_refs, queue_garbage};
 use crate::values::{
     Answer, AnswerPart, IdempotencyRecord, IndexEntry, MAX_CHUNKS_PER_SEGMENT, ProducerRecord,
     Refusal, SegmentRecord, UnitOutcome,
@@ -146,12 +147,23 @@ pub enum UnitResult {
 impl Metadata {
     /// GC's half of the fence: marks a never-committed segment collected,
     /// after which its commit is refused. False (and nothing written) if the
-    /// segment was committed. Delete the object only after this returns true.
-    pub async fn collect_segment(&self, segment_id: &str, now_ms: i64) -> Result<bool> {
+    /// segment was committed or anything points into its object. Delete the
+    /// object only after this returns true.
+    pub async fn collect_segment(
+        &self,
+        segment_id: &str,
+        object: &str,
+        now_ms: i64,
+    ) -> Result<bool> {
         self.run("collect_segment", false, |txn, _| {
-            let id = segment_id.to_owned();
+            let (id, object) = (segment_id.to_owned(), object.to_owned());
             Box::pin(async move {
-                if txn.get(&Key::Segment(&id).encode(), false).await?.is_some() {
+                if txn.get(&Key::Segment(&id).encode(), false).await?.is_some()
+                    || txn
+                        .get(&Key::ObjectRefs(&object).encode(), false)
+                        .await?
+                        .is_some()
+                {
                     return Ok(false);
                 }
                 let mark = Key::Collected(&id).encode();
@@ -261,6 +273,13 @@ async fn commit_segment_body(txn: &mut dyn Txn, c: &SegmentCommit) -> Result<Com
         } else {
             None
         });
+    }
+    // The object's references: one per indexed chunk; none, and it is garbage.
+    let indexed = bases.iter().filter(|b| b.is_some()).count() as u64;
+    if indexed > 0 {
+        add_refs(txn, &c.object, indexed).await?;
+    } else {
+        queue_garbage(txn, &c.object, c.committed_ms);
     }
     let answer = |unit: &CommitUnit| Answer {
         parts: unit

@@ -24,6 +24,9 @@
 //! | 0x0F | `Expiry(at_ms, key)`                       | empty: `key` is garbage from `at_ms` on; or the end of the range `[key, end)` that is |
 //! | 0x11 | `Archive(topic_id, partition)`             | next offset to archive to Parquet, u64 BE  |
 //! | 0x12 | `Collected(segment_id)`                    | collected_ms, u64 BE: GC's fence; a commit that finds it is refused |
+//! | 0x15 | `ObjectRefs(object)`                       | u64 BE: index entries pointing into the object |
+//! | 0x16 | `Garbage(at_ms, object)`                   | empty: nothing points into the object; delete it from `at_ms` on |
+//! | 0x17 | `Reclaim(topic_id)`                        | the deleted topic's name: its index entries and archive files are still to reclaim |
 //!
 //! Reserved for the capabilities still to come (same table, same rules):
 //! `0x10 KafkaSequence(producer_id, topic_id, partition)` — per-partition
@@ -60,6 +63,9 @@ pub enum KeyKind {
     Expiry = 0x0F,
     Archive = 0x11,
     Collected = 0x12,
+    ObjectRefs = 0x15,
+    Garbage = 0x16,
+    Reclaim = 0x17,
 }
 
 /// A key of the keyspace.
@@ -83,6 +89,9 @@ pub enum Key<'a> {
     Expiry(i64, &'a [u8]),
     Archive(u64, u32),
     Collected(&'a str),
+    ObjectRefs(&'a str),
+    Garbage(i64, &'a str),
+    Reclaim(u64),
 }
 
 /// Counter names (`Counter` holds named u64 values: counters and job
@@ -112,6 +121,9 @@ impl Key<'_> {
             Key::Expiry(..) => KeyKind::Expiry,
             Key::Archive(..) => KeyKind::Archive,
             Key::Collected(_) => KeyKind::Collected,
+            Key::ObjectRefs(_) => KeyKind::ObjectRefs,
+            Key::Garbage(..) => KeyKind::Garbage,
+            Key::Reclaim(_) => KeyKind::Reclaim,
         }
     }
 
@@ -125,8 +137,15 @@ impl Key<'_> {
             | Key::Group(s)
             | Key::ProducerName(s)
             | Key::Idempotency(s)
-            | Key::Collected(s) => put_str(&mut k, s),
-            Key::Topic(n) | Key::Producer(n) => k.extend_from_slice(&n.to_be_bytes()),
+            | Key::Collected(s)
+            | Key::ObjectRefs(s) => put_str(&mut k, s),
+            Key::Topic(n) | Key::Producer(n) | Key::Reclaim(n) => {
+                k.extend_from_slice(&n.to_be_bytes())
+            }
+            Key::Garbage(at, object) => {
+                k.extend_from_slice(&(at.max(0) as u64).to_be_bytes());
+                put_str(&mut k, object);
+            }
             Key::Partition(t, p) | Key::Archive(t, p) => {
                 k.extend_from_slice(&t.to_be_bytes());
                 k.extend_from_slice(&p.to_be_bytes());
@@ -245,6 +264,18 @@ impl KeyRange {
         Self::prefix(p)
     }
 
+    /// `Garbage` keys due before `at_ms`.
+    pub fn garbage_before(at_ms: i64) -> Self {
+        Self {
+            begin: vec![KeyKind::Garbage as u8],
+            end: {
+                let mut k = vec![KeyKind::Garbage as u8];
+                k.extend_from_slice(&(at_ms.max(0) as u64).to_be_bytes());
+                k
+            },
+        }
+    }
+
     /// `Expiry` keys due before `at_ms`.
     pub fn expired_before(at_ms: i64) -> Self {
         Self {
@@ -314,6 +345,9 @@ pub fn decode(key: &[u8]) -> Result<Key<'_>, BadKey> {
             k if k == KeyKind::Expiry as u8 => Key::Expiry(e.u64()? as i64, e.rest()),
             k if k == KeyKind::Archive as u8 => Key::Archive(e.u64()?, e.u32()?),
             k if k == KeyKind::Collected as u8 => Key::Collected(e.str()?),
+            k if k == KeyKind::ObjectRefs as u8 => Key::ObjectRefs(e.str()?),
+            k if k == KeyKind::Garbage as u8 => Key::Garbage(e.u64()? as i64, e.str()?),
+            k if k == KeyKind::Reclaim as u8 => Key::Reclaim(e.u64()?),
             _ => return None,
         };
         e.done()?;
@@ -350,6 +384,7 @@ mod tests {
         fn partition_round_trips(t in any::<u64>(), p in any::<u32>()) {
             prop_assert!(round_trips(Key::Partition(t, p)));
             prop_assert!(round_trips(Key::Archive(t, p)));
+            prop_assert!(round_trips(Key::Reclaim(t)));
         }
         #[test]
         fn index_round_trips_and_orders(t in any::<u64>(), p in any::<u32>(), a in any::<u64>(), b in any::<u64>()) {
@@ -362,7 +397,8 @@ mod tests {
         #[test]
         fn string_keys_round_trip(n in name()) {
             for k in [Key::Segment(&n), Key::Counter(&n), Key::Lease(&n), Key::Group(&n),
-                      Key::ProducerName(&n), Key::Idempotency(&n), Key::Collected(&n)] {
+                      Key::ProducerName(&n), Key::Idempotency(&n), Key::Collected(&n),
+                      Key::ObjectRefs(&n), Key::Garbage(7, &n)] {
                 prop_assert!(round_trips(k));
             }
         }

@@ -26,6 +26,7 @@ pub mod keys;
 pub mod kv;
 mod lease;
 pub mod producers;
+pub mod reclaim;
 pub mod runner;
 pub mod sqlite;
 pub mod values;
