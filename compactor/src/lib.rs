@@ -5,7 +5,9 @@
 //! agent that crashed between its segment PUT and the metadata commit —,
 //! **expiry** of metadata keys whose time to live ended (idempotency keys,
 //! idle producers, GC fences), found by a range read of the `Expiry` index,
-//! never by a scan, and the **Parquet archive** ([`archive`]).
+//! never by a scan, the **Parquet archive** ([`archive`]), **retention** by
+//! time and bytes, and **reclamation** of deleted topics and unreferenced
+//! objects.
 //!
 //! Safety invariant: an object is deleted only if (1) its name is a segment
 //! name this code understands, (2) it is older than `gc_grace`, and (3) a
@@ -23,6 +25,7 @@
 
 pub mod archive;
 mod reclaim;
+mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +95,7 @@ pub struct TickReport {
     /// Metadata keys deleted because their time to live ended.
     pub expired: usize,
     pub archive: archive::ArchiveReport,
+    pub retention: retention::RetentionReport,
     pub reclaim: reclaim::ReclaimReport,
 }
 
@@ -210,6 +214,10 @@ impl Compactor {
         } else {
             archive::ArchiveReport::default()
         };
+        let retention = self
+            .retention()
+            .instrument(tracing::info_span!("retention"))
+            .await?;
         let reclaim = self
             .reclaim()
             .instrument(tracing::info_span!("reclaim"))
@@ -218,6 +226,7 @@ impl Compactor {
             gc,
             expired,
             archive,
+            retention,
             reclaim,
         }))
     }

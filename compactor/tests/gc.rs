@@ -461,3 +461,83 @@ async fn deleted_topics_are_reclaimed_to_zero() {
     );
     assert_eq!(s.md.object_refs("segments/1-b.seg").await.unwrap(), 1);
 }
+
+/// Retention by time and by bytes advances the log start, makes older
+/// offsets unreadable, and releases the objects nothing else needs.
+#[tokio::test]
+async fn retention_advances_the_log_start_and_frees_objects() {
+    let s = setup();
+    let at = now();
+    let by_time = TopicConfig {
+        retention_ms: Some(60_000),
+        ..TopicConfig::default()
+    };
+    let by_bytes = TopicConfig {
+        retention_bytes: Some(250),
+        ..TopicConfig::default()
+    };
+    let t = s.md.create_topic("t", 1, by_time, 0, 1).await.unwrap();
+    let b = s.md.create_topic("b", 1, by_bytes, 0, 2).await.unwrap();
+    for (i, age) in [600_000, 300_000, 1_000].into_iter().enumerate() {
+        let id = format!("{at:013}-{i:016x}");
+        s.storage
+            .put(&format!("segments/{id}.seg"), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        let mut c = commit_of(t.id, &id, at);
+        c.chunks[0].max_timestamp = at - age;
+        c.chunks[0].byte_len = 100;
+        let mut other = c.chunks[0].clone();
+        other.topic_id = b.id;
+        c.chunks.push(other);
+        s.md.commit_segment(&c).await.unwrap();
+    }
+    let c = compactor(&s, 1);
+    let r = c.tick().await.unwrap().unwrap();
+    // t: two entries older than a minute; b: 300 bytes > 250 → one goes.
+    assert_eq!(r.retention.entries, 3);
+    let st = s.md.partition_state(t.id, 0).await.unwrap().unwrap();
+    assert_eq!(
+        (st.log_start_offset, st.high_watermark, st.retained_bytes),
+        (2, 3, 100)
+    );
+    let sb = s.md.partition_state(b.id, 0).await.unwrap().unwrap();
+    assert_eq!((sb.log_start_offset, sb.retained_bytes), (1, 200));
+    let plan = s.md.read_plan(t.id, 0, 0, 10).await.unwrap().unwrap();
+    assert!(
+        plan.entries.is_empty(),
+        "below the log start: nothing to read"
+    );
+    // The oldest segment is needed by neither topic now: freed after grace.
+    s.clock.fetch_add(3_600_001, Ordering::SeqCst);
+    let r = c.tick().await.unwrap().unwrap();
+    assert_eq!(r.reclaim.objects, 1);
+    assert_eq!(s.storage.list("segments").await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn retention_never_passes_the_archive() {
+    use silt_metadata::retention::RetentionRule;
+    let s = setup();
+    let at = now();
+    let t =
+        s.md.create_topic("t", 1, TopicConfig::default(), 0, 1)
+            .await
+            .unwrap();
+    for i in 0..3 {
+        let mut c = commit_of(t.id, &format!("{at:013}-{i:016x}"), at);
+        c.chunks[0].max_timestamp = 0;
+        s.md.commit_segment(&c).await.unwrap();
+    }
+    let rule = RetentionRule {
+        older_than_ms: Some(at),
+        max_bytes: None,
+        keep_from: 1, // only offset 0 is archived
+    };
+    assert_eq!(
+        s.md.apply_retention(t.id, 0, rule, at, 100).await.unwrap(),
+        1
+    );
+    let st = s.md.partition_state(t.id, 0).await.unwrap().unwrap();
+    assert_eq!(st.log_start_offset, 1);
+}

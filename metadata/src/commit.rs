@@ -341,6 +341,7 @@ async fn index_chunk(txn: &mut dyn Txn, c: &SegmentCommit, ch: &ChunkCommit) -> 
         &entry.encode(),
     );
     state.high_watermark += u64::from(ch.record_count);
+    state.retained_bytes += u64::from(ch.byte_len);
     txn.set(
         &Key::Partition(ch.topic_id, ch.partition).encode(),
         &state.encode(),

@@ -27,6 +27,7 @@ pub mod kv;
 mod lease;
 pub mod producers;
 pub mod reclaim;
+pub mod retention;
 pub mod runner;
 pub mod sqlite;
 pub mod values;

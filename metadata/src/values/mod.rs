@@ -37,7 +37,8 @@ pub enum CompressionName {
 pub struct TopicConfig {
     /// Batch compression. lz4 costs little CPU; zstd saves more storage.
     pub compression: CompressionName,
-    /// Delete records older than this (the compactor enforces it). None keeps forever.
+    /// Delete records older than this (the compactor enforces it, whole
+    /// index entries at a time, after archiving them). None keeps forever.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_ms: Option<u64>,
     /// Delete the oldest records past this many bytes per partition.
@@ -57,13 +58,18 @@ pub struct TopicRecord {
     pub nonce: u64,
 }
 
-/// Value of `Partition(topic, p)`: `v1 | log_start u64 | high_watermark u64`.
+/// Value of `Partition(topic, p)`:
+/// `v2 | log_start u64 | high_watermark u64 | retained_bytes u64` (a `v1`
+/// value, without the bytes, reads as 0 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct PartitionState {
     /// The first offset still readable.
     pub log_start_offset: u64,
     /// One past the last committed offset.
     pub high_watermark: u64,
+    /// Stored (compressed) bytes of `[log_start, high_watermark)`: what
+    /// `retention_bytes` bounds.
+    pub retained_bytes: u64,
 }
 
 /// Value of `Index(topic, p, base)`:
@@ -250,19 +256,27 @@ pub fn decode_u64(b: &[u8]) -> Result<u64, Error> {
 
 impl PartitionState {
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = vec![V1];
+        let mut v = vec![V2];
         v.extend_from_slice(&self.log_start_offset.to_be_bytes());
         v.extend_from_slice(&self.high_watermark.to_be_bytes());
+        v.extend_from_slice(&self.retained_bytes.to_be_bytes());
         v
     }
     pub fn decode(b: &[u8]) -> Result<Self, Error> {
         let mut r = Reader(b);
         (|| {
-            r.version()?;
-            Some(Self {
+            let version = r.u8()?;
+            let s = Self {
                 log_start_offset: r.u64()?,
                 high_watermark: r.u64()?,
-            })
+                retained_bytes: match version {
+                    V1 => 0,
+                    V2 => r.u64()?,
+                    _ => return None,
+                },
+            };
+            r.end()?;
+            Some(s)
         })()
         .ok_or(corrupt("partition state"))
     }
@@ -389,8 +403,12 @@ mod tests {
     proptest! {
         #[test]
         fn partition_state_round_trips(a in any::<u64>(), b in any::<u64>()) {
-            let s = PartitionState { log_start_offset: a, high_watermark: b };
+            let s = PartitionState { log_start_offset: a, high_watermark: b, retained_bytes: a ^ b };
             prop_assert_eq!(PartitionState::decode(&s.encode()).unwrap(), s);
+            let mut v1 = vec![V1];
+            v1.extend_from_slice(&a.to_be_bytes());
+            v1.extend_from_slice(&b.to_be_bytes());
+            prop_assert_eq!(PartitionState::decode(&v1).unwrap().retained_bytes, 0);
         }
         #[test]
         fn index_entry_round_trips(object in "[a-z0-9/]{0,80}", o in any::<u64>(), l in any::<u32>(), c in any::<u32>(), t in any::<i64>()) {
