@@ -68,8 +68,12 @@ pub enum TopicsCommand {
         /// none, lz4 or zstd.
         #[arg(long)]
         compression: Option<String>,
+        /// Delete records older than this (ms), once archived.
         #[arg(long)]
         retention_ms: Option<u64>,
+        /// Keep at most this many stored bytes per partition.
+        #[arg(long)]
+        retention_bytes: Option<u64>,
     },
     List,
     Describe {
@@ -170,6 +174,14 @@ pub struct CompactorArgs {
     /// Run every job once over what is committed, print what was done, exit.
     #[arg(long)]
     pub once: bool,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address.
+    #[arg(long, env = "SILT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// A stable lease identity (default: random per process). A restarted
+    /// compactor with the same identity resumes its lease at once instead of
+    /// waiting for it to lapse; jobs stay correct either way.
+    #[arg(long, env = "SILT_COMPACTOR_HOLDER_ID")]
+    pub holder_id: Option<u64>,
     #[command(flatten)]
     pub tuning: CompactorTuning,
 }
@@ -230,6 +242,9 @@ pub struct CompactorTuning {
     /// readable by Spark and DuckDB as is).
     #[arg(long, env = "SILT_ARCHIVE", default_value_t = true, action = clap::ArgAction::Set)]
     pub archive: bool,
+    /// Most records in one archive file (bigger files: fewer objects).
+    #[arg(long, env = "SILT_ARCHIVE_FILE_RECORDS", default_value_t = 1_000_000)]
+    pub archive_file_records: usize,
 }
 
 impl CompactorTuning {
@@ -242,6 +257,7 @@ impl CompactorTuning {
             interval: Duration::from_secs(self.compactor_interval_secs.max(1)),
             gc_grace: Duration::from_secs(self.gc_grace_secs),
             archive: self.archive,
+            archive_file_records: self.archive_file_records.max(1),
             ..silt_compactor::CompactorConfig::default()
         })
     }

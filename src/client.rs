@@ -86,6 +86,7 @@ pub async fn topics(c: &ClientArgs, cmd: TopicsCommand) -> anyhow::Result<()> {
             partitions,
             compression,
             retention_ms,
+            retention_bytes,
         } => {
             let mut config = serde_json::Map::new();
             if let Some(c) = compression {
@@ -93,6 +94,9 @@ pub async fn topics(c: &ClientArgs, cmd: TopicsCommand) -> anyhow::Result<()> {
             }
             if let Some(r) = retention_ms {
                 config.insert("retention_ms".into(), json!(r));
+            }
+            if let Some(r) = retention_bytes {
+                config.insert("retention_bytes".into(), json!(r));
             }
             client
                 .post(

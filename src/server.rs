@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::{AgentArgs, CompactorArgs, DevArgs, Tuning};
 use silt_agent::Env;
-use silt_compactor::{Compactor, CompactorConfig};
+use silt_compactor::{Compactor, CompactorConfig, CompactorMetrics};
 
 pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.data_dir)
@@ -52,7 +52,9 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
 pub async fn compactor(a: CompactorArgs) -> anyhow::Result<()> {
     let (objects, metadata) = a.urls()?;
     let (storage, md) = open(&objects, &metadata)?;
-    let compactor = new_compactor(a.tuning.config()?, md, storage);
+    let mut registry = Registry::default();
+    let metrics = CompactorMetrics::new(&mut registry);
+    let compactor = new_compactor(a.tuning.config()?, md, storage, metrics, a.holder_id);
     if a.once {
         let report = compactor.run_once().await?;
         #[allow(clippy::print_stdout)]
@@ -60,6 +62,13 @@ pub async fn compactor(a: CompactorArgs) -> anyhow::Result<()> {
             println!("{report:#?}");
         }
         return Ok(());
+    }
+    if let Some(listen) = a.metrics_listen {
+        tokio::spawn(async move {
+            if let Err(e) = serve_metrics(listen, registry).await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        });
     }
     let stop = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn({
@@ -73,15 +82,49 @@ pub async fn compactor(a: CompactorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn new_compactor(config: CompactorConfig, md: Arc<Metadata>, storage: ObjectStorage) -> Compactor {
+fn new_compactor(
+    config: CompactorConfig,
+    md: Arc<Metadata>,
+    storage: ObjectStorage,
+    metrics: CompactorMetrics,
+    holder: Option<u64>,
+) -> Compactor {
     let env = SystemEnv;
     Compactor::new(
         config,
         md,
         storage,
-        env.random_u64(),
+        holder.unwrap_or_else(|| env.random_u64()),
         Arc::new(move || env.now_ms()),
+        metrics,
     )
+}
+
+/// Serves `GET /metrics` (Prometheus text) for a process without the API.
+async fn serve_metrics(listen: std::net::SocketAddr, registry: Registry) -> anyhow::Result<()> {
+    let registry = Arc::new(registry);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut out = String::new();
+                match prometheus_client::encoding::text::encode(&mut out, &registry) {
+                    Ok(()) => (axum::http::StatusCode::OK, out),
+                    Err(_) => (
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "metrics encoding failed\n".to_owned(),
+                    ),
+                }
+            }
+        }),
+    );
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "compactor metrics on /metrics");
+    axum::serve(listener, app).await?;
+    Ok(())
 }
 
 pub fn url_for_dir(dir: &std::path::Path) -> anyhow::Result<String> {
@@ -109,8 +152,17 @@ pub fn build(
     md: Arc<Metadata>,
     tuning: &Tuning,
 ) -> anyhow::Result<AppState> {
+    build_with(storage, md, tuning, Registry::default())
+}
+
+/// [`build`], registering into a registry that may hold other metrics.
+fn build_with(
+    storage: ObjectStorage,
+    md: Arc<Metadata>,
+    tuning: &Tuning,
+    mut registry: Registry,
+) -> anyhow::Result<AppState> {
     let env = Arc::new(SystemEnv);
-    let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let http = HttpMetrics::new(&mut registry);
     let agent = Agent::start(tuning.agent_config()?, md, storage, env, metrics);
@@ -130,12 +182,14 @@ async fn serve(
     compactor: Option<CompactorConfig>,
 ) -> anyhow::Result<()> {
     let (storage, md) = open(objects, metadata)?;
-    let state = build(storage.clone(), md.clone(), tuning)?;
+    let mut registry = Registry::default();
+    // `silt dev` runs the compactor in the same process, its metrics beside the agent's.
+    let compactor = compactor.map(|c| (c, CompactorMetrics::new(&mut registry)));
+    let state = build_with(storage.clone(), md.clone(), tuning, registry)?;
     let agent = state.agent.clone();
-    // `silt dev` runs the compactor in the same process.
     let stop_compactor = tokio_util::sync::CancellationToken::new();
-    let compactor = compactor.map(|config| {
-        let c = new_compactor(config, md, storage);
+    let compactor = compactor.map(|(config, metrics)| {
+        let c = new_compactor(config, md, storage, metrics, None);
         let stop = stop_compactor.clone();
         tokio::spawn(async move { c.run(stop).await })
     });

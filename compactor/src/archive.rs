@@ -44,6 +44,8 @@ pub struct ArchiveReport {
     pub records: u64,
     /// Bytes of Parquet written.
     pub bytes: u64,
+    /// Committed records still not archived after the pass.
+    pub lag_records: u64,
 }
 
 /// The object key of a partition's archive file starting at `first_offset`.
@@ -171,6 +173,7 @@ impl Compactor {
                     report.bytes += file.bytes;
                     next = file.end;
                 }
+                report.lag_records += state.high_watermark.saturating_sub(next);
             }
         }
         Ok(report)

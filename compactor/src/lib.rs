@@ -24,8 +24,11 @@
 //! compactor's own issue (see docs/architecture.md).
 
 pub mod archive;
+mod metrics;
 mod reclaim;
 mod retention;
+
+pub use metrics::CompactorMetrics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,6 +122,7 @@ pub struct Compactor {
     /// This instance's lease identity (random per process).
     holder: u64,
     now_ms: Clock,
+    metrics: CompactorMetrics,
 }
 
 impl std::fmt::Debug for Compactor {
@@ -144,6 +148,7 @@ impl Compactor {
         storage: ObjectStorage,
         holder: u64,
         now_ms: Clock,
+        metrics: CompactorMetrics,
     ) -> Self {
         Self {
             config,
@@ -151,6 +156,7 @@ impl Compactor {
             storage,
             holder,
             now_ms,
+            metrics,
         }
     }
 
@@ -191,6 +197,26 @@ impl Compactor {
     /// One round: take or renew the lease, and run the jobs if we hold it.
     /// `None` when another instance holds the lease.
     pub async fn tick(&self) -> Result<Option<TickReport>, Error> {
+        let start = std::time::Instant::now();
+        let result = self.round().await;
+        let m = &self.metrics;
+        match &result {
+            Ok(Some(report)) => {
+                m.lease_held.set(1);
+                m.record(report);
+                m.round_seconds.observe(start.elapsed().as_secs_f64());
+            }
+            Ok(None) => {
+                m.lease_held.set(0);
+            }
+            Err(_) => {
+                m.round_failures.inc();
+            }
+        }
+        result
+    }
+
+    async fn round(&self) -> Result<Option<TickReport>, Error> {
         let ttl = (self.config.interval * 3).as_millis() as i64;
         if !self
             .md

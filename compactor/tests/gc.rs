@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use silt_compactor::{Compactor, CompactorConfig, GcReport, segment_id};
+use silt_compactor::{Compactor, CompactorConfig, CompactorMetrics, GcReport, segment_id};
 use silt_metadata::runner::RetryPolicy;
 use silt_metadata::sqlite::SqliteKv;
 use silt_metadata::{
@@ -56,6 +56,7 @@ fn compactor(s: &Setup, holder: u64) -> Compactor {
         s.storage.clone(),
         holder,
         Arc::new(move || clock.load(Ordering::SeqCst)),
+        CompactorMetrics::new(&mut prometheus_client::registry::Registry::default()),
     )
 }
 

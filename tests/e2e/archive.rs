@@ -145,6 +145,22 @@ async fn compactor_archives_each_offset_once_as_hive_parquet() {
     for start in [0, 100, 200] {
         c.produce("events", &batch(start)).await;
     }
+    // silt dev serves the in-process compactor's metrics beside the agent's.
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "silt_compactor_rounds_total",
+        "silt_compactor_archive_lag_records",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
     silt.stop();
     let report = compact_once(dir.path());
     assert!(report.contains("records: 300"), "{report}");
@@ -187,4 +203,71 @@ async fn compactor_archives_each_offset_once_as_hive_parquet() {
     compact_once(dir.path());
     let total: usize = parquet_files(&root).iter().map(|f| rows(f).len()).sum();
     assert_eq!(total, 400);
+}
+
+/// A compactor SIGKILLed at random points 20 times while archiving loses
+/// and duplicates nothing: every offset ends up in exactly one file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archiver_killed_20_times_archives_each_offset_once() {
+    use rand::RngExt;
+    let dir = tempdir();
+    let mut silt = Silt::dev(dir.path(), &["--archive", "false"]);
+    let c = silt.client();
+    c.create_topic("k", 3).await;
+    for start in (0..6_000).step_by(500) {
+        let batch: Vec<Value> = (start..start + 500)
+            .map(|i| json!({"key": format!("k{i}"), "value": format!("v{i}")}))
+            .collect();
+        c.produce("k", &Value::Array(batch)).await;
+    }
+    silt.stop();
+    let root = dir.path().join("objects").join("archive").join("topic=k");
+    // One stable lease identity: a restarted compactor resumes at once.
+    let compactor = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_silt"));
+        cmd.args(["compactor", "--once", "--holder-id", "7"])
+            .args(["--archive-file-records", "13", "--data-dir"])
+            .arg(dir.path())
+            .env("SILT_LOG", "error")
+            .stdout(std::process::Stdio::null());
+        cmd
+    };
+    let mut rng = rand::rng();
+    let mut killed_mid_run = 0;
+    for _ in 0..20 {
+        let before = parquet_files(&root).len();
+        let mut child = compactor().spawn().unwrap();
+        // Kill it while it archives: once it has written a new file, after
+        // a random further moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while parquet_files(&root).len() == before && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(rng.random_range(0..10)));
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        if !status.success() {
+            killed_mid_run += 1;
+        }
+    }
+    assert!(
+        killed_mid_run >= 15,
+        "kills landed mid-archive ({killed_mid_run} of 20)"
+    );
+    let done = compactor().status().unwrap();
+    assert!(done.success());
+    let mut seen: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for f in parquet_files(&root) {
+        for (p, offset, _, _) in rows(&f) {
+            seen.entry(p).or_default().push(offset);
+        }
+    }
+    let mut total = 0;
+    for offsets in seen.values_mut() {
+        offsets.sort();
+        let dense: Vec<u64> = (0..offsets.len() as u64).collect();
+        assert_eq!(offsets, &dense, "each offset in exactly one file");
+        total += offsets.len();
+    }
+    assert_eq!(total, 6_000);
 }
