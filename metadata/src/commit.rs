@@ -19,7 +19,10 @@
 //!
 //! Idempotence: the `Segment(id)` record stores every chunk's base and every
 //! unit's outcome, so a retry after an unknown commit result returns the
-//! same answer and applies nothing twice.
+//! same answer and applies nothing twice. The record expires after a day
+//! (retries come within seconds; a segment older than an hour is refused),
+//! so segment records do not grow with all of history; what keeps a
+//! committed object alive is its `ObjectRefs`, which GC also checks.
 
 use std::collections::HashMap;
 
@@ -45,6 +48,10 @@ pub const MAX_COMMIT_AGE_MS: i64 = 3_600_000;
 /// How long a GC fence (`Collected`) is kept: far beyond the oldest commit
 /// that could still arrive.
 pub const MARK_TTL_MS: i64 = 24 * 3_600_000;
+/// How long a `Segment` record (a commit's outcome, for its retries) is
+/// kept: a retry comes within seconds, and a commit older than
+/// [`MAX_COMMIT_AGE_MS`] is refused anyway.
+pub const SEGMENT_RECORD_TTL_MS: i64 = 24 * 3_600_000;
 
 /// One chunk of a segment, to be indexed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,6 +324,8 @@ async fn commit_segment_body(txn: &mut dyn Txn, c: &SegmentCommit) -> Result<Com
             .collect(),
     };
     txn.set(&seg_key, &record.encode());
+    let forget_at = c.committed_ms.saturating_add(SEGMENT_RECORD_TTL_MS);
+    txn.set(&Key::Expiry(forget_at, &seg_key).encode(), &[]);
     Ok(CommitOutcome {
         bases,
         units: results,

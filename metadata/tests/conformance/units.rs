@@ -303,8 +303,9 @@ pub async fn idle_producers_are_forgotten(f: Fixture) {
         md.commit_segment(&seq("s0", 0, late)).await.unwrap().units,
         vec![UnitResult::Committed]
     );
-    assert_eq!(md.expire(PRODUCER_TTL_MS + 1, 100).await.unwrap(), 0);
-    // Idle for a whole TTL: the record and its answers go.
+    // Only the segment's own record (kept a day) is due by the first deadline.
+    assert_eq!(md.expire(PRODUCER_TTL_MS + 1, 100).await.unwrap(), 1);
+    // Idle for a whole TTL: the producer's record and its answers go.
     assert_eq!(md.expire(late + PRODUCER_TTL_MS + 1, 100).await.unwrap(), 2);
     assert_eq!(
         md.commit_segment(&seq("s1", 1, late + PRODUCER_TTL_MS + 2))
