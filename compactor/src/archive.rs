@@ -13,12 +13,13 @@
 //! never dictionary-encoded; pages are zstd-compressed. Encoding runs on the
 //! blocking pool, off the runtime.
 //!
-//! Exactly once, across crashes: a file is published with one PUT under its
-//! final name, which depends only on its first offset; the partition's
-//! progress (`Archive(topic, partition)`, the next offset to archive) then
-//! moves by compare-and-set. A crash in between rewrites the same name on
-//! the next run (with the same records, possibly more), never a second file
-//! holding the same offsets.
+//! Exactly once, across crashes and overlapping instances: the range of a
+//! file is planned in metadata before it is written
+//! (`silt_metadata::archive`), a file is published with one PUT under its
+//! final name (its first offset), and the progress then moves by
+//! compare-and-set. A crash in between, or a second compactor, rewrites the
+//! same name with the same records — never a second file holding the same
+//! offsets, never a gap.
 
 use std::sync::Arc;
 
@@ -160,6 +161,7 @@ impl Compactor {
                     .md
                     .archive_progress(topic.id, p)
                     .await?
+                    .next
                     .max(state.log_start_offset);
                 while next < state.high_watermark {
                     let Some(file) = self
@@ -189,10 +191,30 @@ impl Compactor {
         from: u64,
         until: u64,
     ) -> Result<Option<ArchivedFile>, Error> {
-        let records = self.read_range(topic.id, partition, from, until).await?;
+        let mut records = self
+            .read_range(topic.id, partition, from, until, true)
+            .await?;
         let Some(&(last, _)) = records.last() else {
             return Ok(None);
         };
+        // Plan first: whoever writes this file writes exactly [from, end).
+        let Some(end) = self
+            .md
+            .plan_archive(topic.id, partition, from, last + 1)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if end != last + 1 {
+            records = self
+                .read_range(topic.id, partition, from, end, false)
+                .await?;
+            if records.last().map(|(o, _)| o + 1) != Some(end) {
+                return Err(Error::Archive(format!(
+                    "planned records {from}..{end} are no longer readable"
+                )));
+            }
+        }
         let key = archive_key(topic, partition, from);
         let encoded = tokio::task::spawn_blocking(move || encode(&records))
             .await
@@ -200,7 +222,6 @@ impl Compactor {
             .map_err(|e| Error::Archive(e.to_string()))?;
         let bytes = encoded.len() as u64;
         self.storage.put(&key, encoded.into()).await?;
-        let end = last + 1;
         if !self
             .md
             .advance_archive(topic.id, partition, from, end)
@@ -213,21 +234,28 @@ impl Compactor {
         Ok(Some(ArchivedFile { end, bytes }))
     }
 
-    /// Reads committed records `[from, until)`, up to the file bounds.
+    /// Reads committed records `[from, until)`, up to the file bounds if
+    /// `capped`.
     async fn read_range(
         &self,
         topic_id: u64,
         partition: u32,
         from: u64,
         until: u64,
+        capped: bool,
     ) -> Result<Vec<(u64, Record)>, Error> {
+        let (max_records, max_bytes) = if capped {
+            (
+                self.config.archive_file_records,
+                self.config.archive_file_bytes,
+            )
+        } else {
+            (usize::MAX, usize::MAX)
+        };
         let mut out = Vec::new();
         let mut bytes = 0;
         let mut next = from;
-        while next < until
-            && out.len() < self.config.archive_file_records
-            && bytes < self.config.archive_file_bytes
-        {
+        while next < until && out.len() < max_records && bytes < max_bytes {
             let Some(plan) = self
                 .md
                 .read_plan(topic_id, partition, next, PLAN_ENTRIES)
@@ -239,10 +267,7 @@ impl Compactor {
                 break;
             }
             for (base, entry) in &plan.entries {
-                if next >= until
-                    || out.len() >= self.config.archive_file_records
-                    || bytes >= self.config.archive_file_bytes
-                {
+                if next >= until || out.len() >= max_records || bytes >= max_bytes {
                     break;
                 }
                 let range = entry.byte_offset..entry.byte_offset + u64::from(entry.byte_len);
@@ -254,8 +279,7 @@ impl Compactor {
                     bytes += r.weight();
                     out.push((off, r));
                     next = off + 1;
-                    out.len() < self.config.archive_file_records
-                        && bytes < self.config.archive_file_bytes
+                    out.len() < max_records && bytes < max_bytes
                 })?;
             }
         }

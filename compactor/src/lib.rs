@@ -80,6 +80,8 @@ pub enum Error {
     Storage(#[from] silt_segment::Error),
     #[error("archive: {0}")]
     Archive(String),
+    #[error("{0} compactor job(s) failed; see the log")]
+    JobsFailed(usize),
 }
 
 /// What one garbage collection did.
@@ -100,6 +102,8 @@ pub struct TickReport {
     pub archive: archive::ArchiveReport,
     pub retention: retention::RetentionReport,
     pub reclaim: reclaim::ReclaimReport,
+    /// Jobs that failed this round (logged; retried next round).
+    pub failed_jobs: usize,
 }
 
 /// Clock skew tolerated between the agents, whose clocks name segments,
@@ -191,6 +195,9 @@ impl Compactor {
             }
         };
         self.md.release_lease(LEASE, self.holder).await?;
+        if report.failed_jobs > 0 {
+            return Err(Error::JobsFailed(report.failed_jobs));
+        }
         Ok(report)
     }
 
@@ -225,35 +232,55 @@ impl Compactor {
         {
             return Ok(None);
         }
-        let gc = self
-            .collect_orphans()
-            .instrument(tracing::info_span!("gc"))
-            .await?;
-        let expired = self
-            .expire()
-            .instrument(tracing::info_span!("expire"))
-            .await?;
+        // Each job runs even if another failed: one bad partition must not
+        // stop GC, retention or reclamation everywhere.
+        let mut failed = 0;
+        let gc = settle(
+            "gc",
+            self.collect_orphans()
+                .instrument(tracing::info_span!("gc"))
+                .await,
+            &mut failed,
+        );
+        let expired = settle(
+            "expire",
+            self.expire()
+                .instrument(tracing::info_span!("expire"))
+                .await,
+            &mut failed,
+        );
         let archive = if self.config.archive {
-            self.archive()
-                .instrument(tracing::info_span!("archive"))
-                .await?
+            settle(
+                "archive",
+                self.archive()
+                    .instrument(tracing::info_span!("archive"))
+                    .await,
+                &mut failed,
+            )
         } else {
             archive::ArchiveReport::default()
         };
-        let retention = self
-            .retention()
-            .instrument(tracing::info_span!("retention"))
-            .await?;
-        let reclaim = self
-            .reclaim()
-            .instrument(tracing::info_span!("reclaim"))
-            .await?;
+        let retention = settle(
+            "retention",
+            self.retention()
+                .instrument(tracing::info_span!("retention"))
+                .await,
+            &mut failed,
+        );
+        let reclaim = settle(
+            "reclaim",
+            self.reclaim()
+                .instrument(tracing::info_span!("reclaim"))
+                .await,
+            &mut failed,
+        );
         Ok(Some(TickReport {
             gc,
             expired,
             archive,
             retention,
             reclaim,
+            failed_jobs: failed,
         }))
     }
 
@@ -315,6 +342,15 @@ impl Compactor {
         }
         Ok(report)
     }
+}
+
+/// A job's report, or (logged, counted in `failed`) an empty one.
+fn settle<T: Default>(name: &str, r: Result<T, Error>, failed: &mut usize) -> T {
+    r.unwrap_or_else(|e| {
+        tracing::warn!(job = name, error = %e, "compactor job failed; retrying next round");
+        *failed += 1;
+        T::default()
+    })
 }
 
 /// The time a segment's name carries (`<ms>-<random>`), 0 if none.

@@ -108,6 +108,7 @@ impl CompactorMetrics {
 
     pub(crate) fn record(&self, r: &TickReport) {
         self.rounds.inc();
+        self.round_failures.inc_by(r.failed_jobs as u64);
         self.orphans_deleted.inc_by(r.gc.deleted as u64);
         self.keys_expired.inc_by(r.expired as u64);
         self.archived_records.inc_by(r.archive.records);

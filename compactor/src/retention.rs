@@ -7,8 +7,9 @@ use silt_metadata::retention::RetentionRule;
 
 use crate::{Compactor, Error};
 
-/// Index entries removed per metadata transaction.
-const BATCH: usize = 1_000;
+/// Index entries removed per metadata transaction: small, since each
+/// transaction contends with the agents' commits on the partition.
+const BATCH: usize = 100;
 
 /// What one retention pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,7 +30,7 @@ impl Compactor {
             }
             for p in 0..topic.partitions {
                 let keep_from = if self.config.archive {
-                    self.md.archive_progress(topic.id, p).await?
+                    self.md.archive_progress(topic.id, p).await?.next
                 } else {
                     u64::MAX
                 };

@@ -22,7 +22,7 @@
 //! | 0x0D | `ProducerAnswer(producer_id, sequence)`    | `Answer`: offsets a sequenced request got  |
 //! | 0x0E | `Idempotency(key)`                         | `IdempotencyRecord`: request fingerprint and `Answer` |
 //! | 0x0F | `Expiry(at_ms, key)`                       | empty: `key` is garbage from `at_ms` on; or the end of the range `[key, end)` that is |
-//! | 0x11 | `Archive(topic_id, partition)`             | next offset to archive to Parquet, u64 BE  |
+//! | 0x11 | `Archive(topic_id, partition)`             | `ArchiveProgress`: next offset to archive, planned file end |
 //! | 0x12 | `Collected(segment_id)`                    | collected_ms, u64 BE: GC's fence; a commit that finds it is refused |
 //! | 0x15 | `ObjectRefs(object)`                       | u64 BE: index entries pointing into the object |
 //! | 0x16 | `Garbage(at_ms, object)`                   | empty: nothing points into the object; delete it from `at_ms` on |

@@ -88,50 +88,6 @@ impl Metadata {
         .await
     }
 
-    /// The next offset of a partition to archive (0 if none was yet).
-    pub async fn archive_progress(&self, topic_id: u64, partition: u32) -> Result<u64> {
-        self.run("archive_progress", true, |txn, _| {
-            let key = Key::Archive(topic_id, partition).encode();
-            Box::pin(async move {
-                Ok(match txn.get(&key, true).await? {
-                    Some(b) => crate::values::decode_u64(&b)?,
-                    None => 0,
-                })
-            })
-        })
-        .await
-    }
-
-    /// Moves a partition's archive progress from `from` to `to`, if it is
-    /// still at `from` (compare-and-set: each offset is archived once).
-    /// Idempotent: finding it already at `to` also succeeds.
-    pub async fn advance_archive(
-        &self,
-        topic_id: u64,
-        partition: u32,
-        from: u64,
-        to: u64,
-    ) -> Result<bool> {
-        self.run("advance_archive", false, |txn, _| {
-            let key = Key::Archive(topic_id, partition).encode();
-            Box::pin(async move {
-                let now = match txn.get(&key, false).await? {
-                    Some(b) => crate::values::decode_u64(&b)?,
-                    None => 0,
-                };
-                if now == to {
-                    return Ok(true);
-                }
-                if now != from {
-                    return Ok(false);
-                }
-                txn.set(&key, &crate::values::encode_u64(to));
-                Ok(true)
-            })
-        })
-        .await
-    }
-
     /// Whether a segment's offsets were ever committed. A segment that was
     /// never committed is not indexed and, once older than any commit could
     /// take, is garbage.

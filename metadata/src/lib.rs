@@ -15,6 +15,7 @@
 //! sequence or idempotency key commits at most once, and a fenced member
 //! never moves a group's offsets ([`commit`], [`groups`], [`producers`]).
 
+pub mod archive;
 mod catalog;
 pub mod commit;
 mod error;

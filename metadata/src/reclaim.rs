@@ -47,15 +47,16 @@ pub(crate) async fn add_refs(txn: &mut dyn Txn, object: &str, n: u64) -> Result<
 /// for deletion at `garbage_at` once nothing points into it.
 pub(crate) async fn drop_ref(txn: &mut dyn Txn, object: &str, garbage_at: i64) -> Result<()> {
     let key = Key::ObjectRefs(object).encode();
-    let now = match txn.get(&key, false).await? {
-        Some(b) => decode_u64(&b)?,
-        None => 0,
-    };
-    if now > 1 {
-        txn.set(&key, &encode_u64(now - 1));
-    } else {
-        txn.clear(&key);
-        queue_garbage(txn, object, garbage_at);
+    // No count (an object indexed before counts existed) means unknown:
+    // never deleted here — a leak at worst, never a loss.
+    if let Some(b) = txn.get(&key, false).await? {
+        match decode_u64(&b)? {
+            n if n > 1 => txn.set(&key, &encode_u64(n - 1)),
+            _ => {
+                txn.clear(&key);
+                queue_garbage(txn, object, garbage_at);
+            }
+        }
     }
     Ok(())
 }

@@ -478,6 +478,7 @@ macro_rules! suite {
             case!(transactions_commit_offsets_with_records);
             case!(idle_producers_are_forgotten);
             case!(retries_within_one_segment_are_duplicates);
+            case!(archive_progress_is_planned_then_advanced);
         }
     };
 }

@@ -376,3 +376,30 @@ pub async fn retries_within_one_segment_are_duplicates(f: Fixture) {
         6
     );
 }
+
+/// Archive progress: a file's range is planned before it is written, every
+/// writer follows the plan, and progress moves by compare-and-set.
+pub async fn archive_progress_is_planned_then_advanced(f: Fixture) {
+    let md = &f.md;
+    assert_eq!(md.archive_progress(1, 0).await.unwrap().next, 0);
+    assert_eq!(md.plan_archive(1, 0, 0, 10).await.unwrap(), Some(10));
+    // A second writer from the same start follows the first plan.
+    assert_eq!(md.plan_archive(1, 0, 0, 12).await.unwrap(), Some(10));
+    assert!(
+        !md.advance_archive(1, 0, 0, 12).await.unwrap(),
+        "not the plan"
+    );
+    assert!(md.advance_archive(1, 0, 0, 10).await.unwrap());
+    assert!(md.advance_archive(1, 0, 0, 10).await.unwrap(), "idempotent");
+    let p = md.archive_progress(1, 0).await.unwrap();
+    assert_eq!((p.next, p.planned_end), (10, None));
+    assert_eq!(
+        md.plan_archive(1, 0, 5, 20).await.unwrap(),
+        None,
+        "moved past 5"
+    );
+    // Retention moved the log start past the progress: the plan may jump.
+    assert_eq!(md.plan_archive(1, 0, 40, 50).await.unwrap(), Some(50));
+    assert!(md.advance_archive(1, 0, 40, 50).await.unwrap());
+    assert_eq!(md.archive_progress(1, 0).await.unwrap().next, 50);
+}
