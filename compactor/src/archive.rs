@@ -23,6 +23,8 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use arrow_array::builder::{BinaryBuilder, ListBuilder, StringBuilder, StructBuilder};
 use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
@@ -152,32 +154,58 @@ impl Compactor {
     /// partition per pass (more when a partition has more than a file's
     /// worth).
     pub async fn archive(&self) -> Result<ArchiveReport, Error> {
-        let mut report = ArchiveReport::default();
+        let mut work = Vec::new();
         for topic in self.md.list_topics().await? {
+            let topic = Arc::new(topic);
             let states = self.md.partition_states(topic.id).await?;
-            for (p, state) in states.iter().enumerate() {
-                let p = p as u32;
-                let mut next = self
-                    .md
-                    .archive_progress(topic.id, p)
-                    .await?
-                    .next
-                    .max(state.log_start_offset);
-                while next < state.high_watermark {
-                    let Some(file) = self
-                        .archive_file(&topic, p, next, state.high_watermark)
-                        .await?
-                    else {
-                        break;
-                    };
-                    report.files += 1;
-                    report.records += file.end - next;
-                    report.bytes += file.bytes;
-                    next = file.end;
-                }
-                report.lag_records += state.high_watermark.saturating_sub(next);
+            for (p, state) in states.into_iter().enumerate() {
+                work.push((topic.clone(), p as u32, state));
             }
         }
+        // Partitions in parallel: reading, encoding (on the blocking pool)
+        // and uploading overlap, one partition per core.
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut passes = futures::stream::iter(work)
+            .map(|(topic, p, state)| async move { self.archive_partition(&topic, p, state).await })
+            .buffer_unordered(parallel);
+        let mut report = ArchiveReport::default();
+        while let Some(r) = passes.next().await {
+            let r = r?;
+            report.files += r.files;
+            report.records += r.records;
+            report.bytes += r.bytes;
+            report.lag_records += r.lag_records;
+        }
+        Ok(report)
+    }
+
+    /// Archives one partition up to its high-watermark as of `state`.
+    async fn archive_partition(
+        &self,
+        topic: &TopicInfo,
+        p: u32,
+        state: silt_metadata::PartitionState,
+    ) -> Result<ArchiveReport, Error> {
+        let mut report = ArchiveReport::default();
+        let mut next = self
+            .md
+            .archive_progress(topic.id, p)
+            .await?
+            .next
+            .max(state.log_start_offset);
+        while next < state.high_watermark {
+            let Some(file) = self
+                .archive_file(topic, p, next, state.high_watermark)
+                .await?
+            else {
+                break;
+            };
+            report.files += 1;
+            report.records += file.end - next;
+            report.bytes += file.bytes;
+            next = file.end;
+        }
+        report.lag_records = state.high_watermark.saturating_sub(next);
         Ok(report)
     }
 
