@@ -19,6 +19,10 @@ pub enum Error {
     },
     #[error("group {0:?} not found")]
     GroupNotFound(String),
+    /// The topic was deleted and created again while the request was in
+    /// flight; nothing was written, and a retry reaches the new topic.
+    #[error("topic {0:?} was re-created while the request was in flight; retry")]
+    TopicChanged(String),
     #[error("{0}")]
     InvalidArgument(String),
     /// A conditional write was refused (fencing, sequences, membership).
@@ -75,7 +79,9 @@ impl Error {
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
             Error::Overloaded { .. } => ErrorKind::Overloaded,
-            Error::ShuttingDown | Error::Storage(_) => ErrorKind::Unavailable,
+            Error::ShuttingDown | Error::Storage(_) | Error::TopicChanged(_) => {
+                ErrorKind::Unavailable
+            }
             Error::Metadata(e) => match e.kind() {
                 M::NotFound => ErrorKind::NotFound,
                 M::AlreadyExists => ErrorKind::AlreadyExists,

@@ -187,12 +187,17 @@ impl Agent {
                 inner.metrics.produce_duplicates.inc();
                 (a.parts.iter().map(|p| p.base).collect(), true)
             }
-            Ok(Err(e)) => {
-                if let Error::TopicNotFound(t) = &e {
-                    inner.topics.invalidate(t);
+            Ok(Err(Error::TopicNotFound(t))) => {
+                // Deleted — or deleted and created again (by another agent)
+                // since this agent cached it: then nothing was written and
+                // a retry reaches the new topic.
+                inner.topics.invalidate(&t);
+                if inner.md.topic(&t).await?.is_some() {
+                    return Err(Error::TopicChanged(t));
                 }
-                return Err(e);
+                return Err(Error::TopicNotFound(t));
             }
+            Ok(Err(e)) => return Err(e),
             Err(_) => return Err(Error::Internal("the batcher dropped a request".into())),
         };
         let offsets = placement

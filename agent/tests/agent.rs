@@ -19,6 +19,7 @@ use silt_segment::store::ObjectStorage;
 struct Setup {
     agent: Agent,
     metrics: Metrics,
+    md: Arc<Metadata>,
     _dir: tempfile::TempDir,
 }
 
@@ -38,7 +39,7 @@ fn start(config: AgentConfig, storage: Option<ObjectStorage>, faults: Option<Fau
     let env = Arc::new(TestEnv::new(1_700_000_000_000, 9));
     let agent = Agent::start(
         config,
-        md,
+        md.clone(),
         storage.unwrap_or_else(ObjectStorage::memory),
         env,
         metrics.clone(),
@@ -46,6 +47,7 @@ fn start(config: AgentConfig, storage: Option<ObjectStorage>, faults: Option<Fau
     Setup {
         agent,
         metrics,
+        md,
         _dir: dir,
     }
 }
@@ -343,4 +345,40 @@ async fn a_flush_never_exceeds_the_chunk_bound() {
         "cut into two segments"
     );
     assert_eq!(s.metrics.flush_failures.get(), 0);
+}
+
+/// An agent whose topic cache is stale (the topic was deleted and created
+/// again through another agent) answers a retriable error, never a 404, and
+/// the retry lands in the new topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_topic_is_a_retriable_error_for_a_stale_agent() {
+    let a = start(AgentConfig::default(), None, None);
+    let md = a.md.clone();
+    let metrics = Metrics::new(&mut Registry::default());
+    let env = Arc::new(TestEnv::new(1_700_000_000_000, 3));
+    let b = Agent::start(
+        AgentConfig::default(),
+        md,
+        ObjectStorage::memory(),
+        env,
+        metrics,
+    );
+    a.agent
+        .create_topic("t", 1, TopicConfig::default())
+        .await
+        .unwrap();
+    a.agent.produce("t", vec![rec("cached")]).await.unwrap();
+    b.delete_topic("t").await.unwrap();
+    b.create_topic("t", 1, TopicConfig::default())
+        .await
+        .unwrap();
+    let e = a.agent.produce("t", vec![rec("x")]).await.unwrap_err();
+    assert!(matches!(e, Error::TopicChanged(_)), "{e:?}");
+    assert_eq!(e.kind(), silt_agent::ErrorKind::Unavailable);
+    let offsets = a.agent.produce("t", vec![rec("y")]).await.unwrap();
+    assert_eq!(
+        offsets,
+        vec![(0, 0)],
+        "the retry is the new topic's first record"
+    );
 }

@@ -73,6 +73,10 @@ impl From<Error> for Problem {
             (Error::TopicExists(_), _) => {
                 Problem::new(StatusCode::CONFLICT, "topic_exists", detail)
             }
+            (Error::TopicChanged(_), _) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "topic_changed", detail)
+                    .retry_after(Duration::from_secs(1))
+            }
             (Error::GroupNotFound(_), _) => {
                 Problem::new(StatusCode::NOT_FOUND, "group_not_found", detail)
             }

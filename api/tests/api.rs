@@ -251,3 +251,33 @@ fn every_problem_code_is_documented() {
         "documented but never answered: {unused:?}"
     );
 }
+
+/// `Last-Event-ID` must name a record's offset: garbage or the last
+/// possible offset is a 400, never an overflow or a silent replay.
+#[tokio::test]
+async fn bad_last_event_ids_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir);
+    call(
+        &s,
+        Method::POST,
+        "/v1/topics",
+        Some(json!({"name": "t", "partitions": 1})),
+    )
+    .await;
+    for id in ["abc", "-1", "18446744073709551615"] {
+        let req = Request::builder()
+            .uri("/v1/topics/t/partitions/0/records")
+            .header("accept", "text/event-stream")
+            .header("last-event-id", id)
+            .body(Body::empty())
+            .unwrap();
+        let res = app(s.clone()).oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{id}");
+        let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["code"], "invalid_last_event_id", "{id}");
+    }
+}

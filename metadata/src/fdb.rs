@@ -151,6 +151,11 @@ impl Txn for FdbTxn {
         reverse: bool,
         snapshot: bool,
     ) -> Result<Vec<KeyValue>, KvError> {
+        // FoundationDB reads a limit of 0 as "no limit"; the contract (and
+        // SQLite) read it as "nothing".
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let mut opt = RangeOption::from((
             KeySelector::first_greater_or_equal(self.key(begin)),
             KeySelector::first_greater_or_equal(self.key(end)),

@@ -36,6 +36,9 @@ const READERS: usize = 4;
 fn classify(e: rusqlite::Error) -> KvError {
     let class = match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => ErrorClass::Retryable,
+        // A full disk or a failing write clears up when space or the device
+        // returns: the client should retry (503), never drop its data.
+        Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure) => ErrorClass::Retryable,
         _ => ErrorClass::Fatal,
     };
     KvError::new(class, BACKEND, e)
@@ -279,20 +282,25 @@ impl SqliteTxn {
             (false, false) => Some("BEGIN IMMEDIATE"),
         };
         let ops = std::mem::take(&mut self.ops);
-        let (conn, result) = tokio::task::spawn_blocking(move || {
+        let (conn, began, result) = tokio::task::spawn_blocking(move || {
+            let mut began = false;
             let r = (|| {
                 if let Some(sql) = begin {
                     conn.execute_batch(sql)?;
+                    began = true;
                 }
                 apply(&conn, &ops)?;
                 f(&conn)
             })();
-            (conn, r)
+            (conn, began, r)
         })
         .await
         .map_err(|e| KvError::new(ErrorClass::Fatal, BACKEND, e))?;
         self.lease.conn = Some(conn);
-        if begin.is_some() && result.is_ok() {
+        // Open as soon as BEGIN succeeded, even if what followed failed: the
+        // drop then rolls it back, and the pooled connection is clean for
+        // its next user (a failed statement does not end the transaction).
+        if began {
             self.open = true;
         }
         result.map_err(classify)
@@ -391,5 +399,36 @@ impl Drop for SqliteTxn {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A write transaction whose BEGIN succeeded but whose first statement
+    /// failed must not leave its connection inside the transaction: the
+    /// next writer would fail until restart.
+    #[tokio::test]
+    async fn a_failed_first_statement_does_not_poison_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = SqliteKv::open(dir.path().join("meta.db")).unwrap();
+        let mut t = SqliteTxn {
+            lease: kv.writers.lease().await.unwrap(),
+            read_only: false,
+            ops: Vec::new(),
+            open: false,
+        };
+        let failed = t
+            .with_conn(|c| c.execute_batch("SELECT * FROM no_such_table"))
+            .await;
+        assert!(failed.is_err());
+        drop(t);
+        let mut next = kv.begin(false).await.unwrap();
+        next.set(b"k", b"v");
+        next.commit().await.unwrap();
+        let mut r = kv.begin(true).await.unwrap();
+        assert_eq!(r.get(b"k", true).await.unwrap().as_deref(), Some(&b"v"[..]));
     }
 }

@@ -118,12 +118,7 @@ pub async fn fetch(
     // SSE resumes after Last-Event-ID, and never long-polls its first read,
     // so that errors (unknown topic, offset out of range) still get a status.
     let (offset, wait) = if wants_sse {
-        let resume = headers
-            .get("last-event-id")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|o| o + 1);
-        (resume.or(f.offset), Duration::ZERO)
+        (last_event_id(&headers)?.or(f.offset), Duration::ZERO)
     } else {
         (f.offset, f.wait)
     };
@@ -227,6 +222,25 @@ fn sse(
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Where an SSE stream resumes: one past `Last-Event-ID` (an offset). A
+/// malformed or last-possible id is a 400, never a silent replay.
+fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    let Some(v) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .and_then(|o| o.checked_add(1))
+        .map(Some)
+        .ok_or_else(|| {
+            Problem::bad_request(
+                "invalid_last_event_id",
+                "Last-Event-ID must be the offset of a record received (a non-negative integer)",
+            )
+        })
 }
 
 /// Whether the client asked for Server-Sent Events.

@@ -331,6 +331,13 @@ async fn kv_contract(f: Fixture) {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, [b"a1".to_vec(), b"a3".to_vec()]);
+        assert!(
+            t.get_range(b"a", b"b", 0, false, false)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a limit of 0 reads nothing (FoundationDB's own 0 means unlimited)"
+        );
         let rev = t.get_range(b"a", b"c", 2, true, false).await.unwrap();
         assert_eq!(
             rev.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
