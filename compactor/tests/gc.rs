@@ -74,23 +74,9 @@ async fn only_old_uncommitted_segments_are_collected() {
     ] {
         s.storage.put(key, Bytes::from_static(b"x")).await.unwrap();
     }
-    let chunk = ChunkCommit {
-        topic_id: t.id,
-        partition: 0,
-        byte_offset: 8,
-        byte_len: 1,
-        record_count: 1,
-        max_timestamp: 0,
-    };
-    let commit = SegmentCommit {
-        segment_id: "100-aa".into(),
-        object: "segments/100-aa.seg".into(),
-        created_ms: 0,
-        committed_ms: 0,
-        chunks: vec![chunk],
-        units: Vec::new(),
-    };
-    s.md.commit_segment(&commit).await.unwrap();
+    s.md.commit_segment(&commit_of(t.id, "100-aa", 0))
+        .await
+        .unwrap();
     let c = compactor(&s, 1);
 
     // Everything is recent: nothing is deleted, the uncommitted one may still be in flight.
@@ -167,18 +153,6 @@ async fn idempotency_keys_are_expired_by_time() {
             .await
             .unwrap();
     let keyed = |id: &str, key: &str, fingerprint: u64| SegmentCommit {
-        segment_id: id.into(),
-        object: format!("segments/{id}.seg"),
-        created_ms: s.clock.load(Ordering::SeqCst),
-        committed_ms: s.clock.load(Ordering::SeqCst),
-        chunks: vec![ChunkCommit {
-            topic_id: t.id,
-            partition: 0,
-            byte_offset: 8,
-            byte_len: 1,
-            record_count: 1,
-            max_timestamp: 0,
-        }],
         units: vec![CommitUnit {
             chunks: vec![0],
             dedup: Some(Dedup::Key {
@@ -188,6 +162,7 @@ async fn idempotency_keys_are_expired_by_time() {
             }),
             offsets: None,
         }],
+        ..commit_of(t.id, id, s.clock.load(Ordering::SeqCst))
     };
     for (i, key) in ["a", "b", "c"].iter().enumerate() {
         s.md.commit_segment(&keyed(&format!("1-{i}"), key, 1))
