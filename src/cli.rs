@@ -245,6 +245,10 @@ pub struct CompactorTuning {
     /// Most records in one archive file (bigger files: fewer objects).
     #[arg(long, env = "SILT_ARCHIVE_FILE_RECORDS", default_value_t = 1_000_000)]
     pub archive_file_records: usize,
+    /// Merge runs of small segments into per-partition segments of about
+    /// this many bytes (0: never merge).
+    #[arg(long, env = "SILT_MERGE_TARGET_BYTES", default_value_t = 64 << 20)]
+    pub merge_target_bytes: usize,
 }
 
 impl CompactorTuning {
@@ -258,6 +262,7 @@ impl CompactorTuning {
             gc_grace: Duration::from_secs(self.gc_grace_secs),
             archive: self.archive,
             archive_file_records: self.archive_file_records.max(1),
+            merge_target_bytes: self.merge_target_bytes,
             ..silt_compactor::CompactorConfig::default()
         })
     }

@@ -5,7 +5,8 @@
 //! agent that crashed between its segment PUT and the metadata commit —,
 //! **expiry** of metadata keys whose time to live ended (idempotency keys,
 //! idle producers, GC fences), found by a range read of the `Expiry` index,
-//! never by a scan, the **Parquet archive** ([`archive`]), **retention** by
+//! never by a scan, the **Parquet archive** ([`archive`]), **merging** small
+//! segments into per-partition ones, **retention** by
 //! time and bytes, and **reclamation** of deleted topics and unreferenced
 //! objects.
 //!
@@ -24,6 +25,7 @@
 //! compactor's own issue (see docs/architecture.md).
 
 pub mod archive;
+mod merge;
 mod metrics;
 mod reclaim;
 mod retention;
@@ -57,6 +59,10 @@ pub struct CompactorConfig {
     /// compression): bigger files mean fewer objects and better compression.
     pub archive_file_records: usize,
     pub archive_file_bytes: usize,
+    /// Merge runs of small index entries into per-partition segments of
+    /// about this size (0: never merge). Bigger means fewer GETs for a
+    /// catch-up read, and more rewriting.
+    pub merge_target_bytes: usize,
 }
 
 impl Default for CompactorConfig {
@@ -67,6 +73,7 @@ impl Default for CompactorConfig {
             archive: true,
             archive_file_records: 1_000_000,
             archive_file_bytes: 128 << 20,
+            merge_target_bytes: 64 << 20,
         }
     }
 }
@@ -100,6 +107,7 @@ pub struct TickReport {
     /// Metadata keys deleted because their time to live ended.
     pub expired: usize,
     pub archive: archive::ArchiveReport,
+    pub merge: merge::MergeReport,
     pub retention: retention::RetentionReport,
     pub reclaim: reclaim::ReclaimReport,
     /// Jobs that failed this round (logged; retried next round).
@@ -260,6 +268,15 @@ impl Compactor {
         } else {
             archive::ArchiveReport::default()
         };
+        let merge = if self.config.merge_target_bytes > 0 {
+            settle(
+                "merge",
+                self.merge().instrument(tracing::info_span!("merge")).await,
+                &mut failed,
+            )
+        } else {
+            merge::MergeReport::default()
+        };
         let retention = settle(
             "retention",
             self.retention()
@@ -278,6 +295,7 @@ impl Compactor {
             gc,
             expired,
             archive,
+            merge,
             retention,
             reclaim,
             failed_jobs: failed,

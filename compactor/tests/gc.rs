@@ -48,6 +48,7 @@ fn compactor(s: &Setup, holder: u64) -> Compactor {
         interval: Duration::from_secs(10),
         gc_grace: Duration::from_secs(3600),
         archive: false,
+        merge_target_bytes: 0,
         ..CompactorConfig::default()
     };
     Compactor::new(

@@ -26,6 +26,7 @@ pub mod groups;
 pub mod keys;
 pub mod kv;
 mod lease;
+pub mod merge;
 pub mod producers;
 pub mod reclaim;
 pub mod retention;
