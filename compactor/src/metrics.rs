@@ -24,6 +24,9 @@ pub struct CompactorMetrics {
     pub archive_lag_records: Gauge,
     pub retention_entries: Counter,
     pub objects_reclaimed: Counter,
+    /// Small index entries replaced by merged segments.
+    pub merged_entries: Counter,
+    pub merged_segments: Counter,
 }
 
 impl CompactorMetrics {
@@ -41,6 +44,8 @@ impl CompactorMetrics {
             archive_lag_records: Gauge::default(),
             retention_entries: Counter::default(),
             objects_reclaimed: Counter::default(),
+            merged_entries: Counter::default(),
+            merged_segments: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("silt_compactor");
         r.register(
@@ -103,6 +108,16 @@ impl CompactorMetrics {
             "Objects deleted because nothing pointed into them",
             m.objects_reclaimed.clone(),
         );
+        r.register(
+            "merged_entries",
+            "Small index entries replaced by merged per-partition segments",
+            m.merged_entries.clone(),
+        );
+        r.register(
+            "merged_segments",
+            "Per-partition segments written by merges",
+            m.merged_segments.clone(),
+        );
         m
     }
 
@@ -117,5 +132,7 @@ impl CompactorMetrics {
         self.archive_lag_records.set(r.archive.lag_records as i64);
         self.retention_entries.inc_by(r.retention.entries as u64);
         self.objects_reclaimed.inc_by(r.reclaim.objects as u64);
+        self.merged_entries.inc_by(r.merge.entries as u64);
+        self.merged_segments.inc_by(r.merge.segments as u64);
     }
 }

@@ -346,3 +346,59 @@ async fn merged_segments_read_back_the_same_with_fewer_gets() {
         "one GET per partition after ({gets_after})"
     );
 }
+
+/// Consumers reading while the in-process compactor merges and archives
+/// see the same sequence on every read: before, during and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_read_the_same_sequence_through_merges() {
+    let dir = tempdir();
+    let mut silt = Silt::dev(
+        dir.path(),
+        &["--archive", "false", "--merge-target-bytes", "0"],
+    );
+    let c = silt.client();
+    c.create_topic("live", 2).await;
+    for i in 0..30 {
+        let batch: Vec<Value> = (0..10)
+            .map(|j| json!({"key": format!("k{}", i * 10 + j), "value": format!("v{i}-{j}")}))
+            .collect();
+        c.produce("live", &Value::Array(batch)).await;
+    }
+    silt.stop();
+    // The same directory, now with a compactor merging every second.
+    let mut silt = Silt::dev(dir.path(), &["--compactor-interval-secs", "1"]);
+    let c = silt.client();
+    let first = read_everything(&c, "live").await;
+    assert_eq!(first.len(), 300);
+    let start = std::time::Instant::now();
+    let mut reads = 0;
+    while start.elapsed() < std::time::Duration::from_secs(3) {
+        assert_eq!(
+            read_everything(&c, "live").await,
+            first,
+            "read {reads} differs"
+        );
+        reads += 1;
+    }
+    // The merge happened while the reads went on.
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let merged: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("silt_compactor_merged_entries_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(
+        merged >= 30,
+        "the flushes were merged while reading ({merged})"
+    );
+    assert_eq!(read_everything(&c, "live").await, first);
+    silt.stop();
+}
