@@ -11,6 +11,7 @@
 //!   [`Agent::produce_request`]): state and fencing live in metadata, so a
 //!   client may switch agents between any two calls.
 
+mod archive;
 pub mod batcher;
 pub mod config;
 pub mod env;
@@ -103,6 +104,7 @@ struct Inner {
     env: Arc<dyn Env>,
     topics: TopicCache,
     reader: Reader,
+    archive: archive::ArchiveReader,
     notifier: Arc<Notifier>,
     appends: mpsc::Sender<Append>,
     admission: Arc<Semaphore>,
@@ -143,6 +145,7 @@ impl Agent {
         let batcher = tokio::spawn(batcher::run(ctx, rx, shutdown.clone()));
         let inner = Inner {
             topics: TopicCache::new(md.clone(), config.topic_cache_ttl),
+            archive: archive::ArchiveReader::new(storage.clone()),
             reader: Reader::new(
                 md.clone(),
                 storage,
@@ -269,6 +272,27 @@ impl Agent {
                 inner.topics.invalidate(topic);
                 return Err(Error::TopicNotFound(topic.to_owned()));
             };
+            if req.offset < state.log_start_offset && t.config.archive_serve_reads {
+                let records = inner
+                    .archive
+                    .read(
+                        &inner.reader,
+                        &t,
+                        partition,
+                        req.offset,
+                        state.log_start_offset,
+                        req.limits,
+                    )
+                    .await?;
+                if let Some(last) = records.last() {
+                    return Ok(FetchResult {
+                        next_offset: last.offset + 1,
+                        records,
+                        high_watermark: state.high_watermark,
+                        log_start_offset: state.log_start_offset,
+                    });
+                }
+            }
             if req.offset < state.log_start_offset || req.offset > state.high_watermark {
                 return Err(Error::OffsetOutOfRange {
                     offset: req.offset,

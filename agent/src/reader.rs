@@ -116,6 +116,21 @@ impl Reader {
         Ok(Some((plan.state, out)))
     }
 
+    /// A whole (small) object through the same cache and single-flight
+    /// misses as chunks: archive files, which never change once written.
+    pub(crate) async fn object(&self, key: &str, size: u64) -> Result<Bytes> {
+        let entry = IndexEntry {
+            object: key.to_owned(),
+            byte_offset: 0,
+            byte_len: u32::try_from(size).map_err(|_| {
+                crate::Error::Internal(format!("archive file {key} is too large to serve"))
+            })?,
+            record_count: 0,
+            max_timestamp: 0,
+        };
+        self.chunk(&entry).await
+    }
+
     async fn chunk(&self, e: &IndexEntry) -> Result<Bytes> {
         let key: ChunkKey = (e.object.as_str().into(), e.byte_offset, e.byte_len);
         match self.cache.get_value_or_guard_async(&key).await {

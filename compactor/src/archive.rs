@@ -25,15 +25,10 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
-use arrow_array::builder::{BinaryBuilder, ListBuilder, StringBuilder, StructBuilder};
-use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch, TimestampMicrosecondArray};
-use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use silt_metadata::TopicInfo;
 use silt_segment::Record;
 use silt_segment::batch::{DEFAULT_MAX_DECOMPRESSED, decode_chunk};
+use silt_segment::parquet::encode;
 
 use crate::{Compactor, Error};
 
@@ -59,94 +54,6 @@ pub fn archive_key(topic: &TopicInfo, partition: u32, first_offset: u64) -> Stri
         "archive/topic={}/partition={partition}/{:020}-{first_offset:020}.parquet",
         topic.name, topic.id
     )
-}
-
-fn header_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("key", DataType::Utf8, false),
-        Field::new("value", DataType::Binary, true),
-    ])
-}
-
-fn header_item() -> Arc<Field> {
-    Arc::new(Field::new(
-        "element",
-        DataType::Struct(header_fields()),
-        false,
-    ))
-}
-
-/// The archive's Arrow schema.
-pub fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("offset", DataType::Int64, false),
-        Field::new(
-            "timestamp",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("key", DataType::Binary, true),
-        Field::new("value", DataType::Binary, true),
-        Field::new("headers", DataType::List(header_item()), false),
-    ]))
-}
-
-/// Encodes records (ascending offsets) as one Parquet file.
-pub fn encode(records: &[(u64, Record)]) -> Result<Vec<u8>, parquet::errors::ParquetError> {
-    let offsets: Int64Array = records
-        .iter()
-        .map(|(o, _)| i64::try_from(*o).unwrap_or(i64::MAX))
-        .collect();
-    let timestamps = TimestampMicrosecondArray::from(
-        records
-            .iter()
-            .map(|(_, r)| r.timestamp.saturating_mul(1000))
-            .collect::<Vec<_>>(),
-    )
-    .with_timezone("UTC");
-    let keys: BinaryArray = records.iter().map(|(_, r)| r.key.as_deref()).collect();
-    let values: BinaryArray = records.iter().map(|(_, r)| r.value.as_deref()).collect();
-    let mut headers = ListBuilder::new(StructBuilder::new(
-        header_fields(),
-        vec![
-            Box::new(StringBuilder::new()),
-            Box::new(BinaryBuilder::new()),
-        ],
-    ))
-    .with_field(header_item());
-    for (_, r) in records {
-        let s = headers.values();
-        for h in &r.headers {
-            s.field_builder::<StringBuilder>(0)
-                .ok_or_else(|| general("header key builder"))?
-                .append_value(&h.key);
-            s.field_builder::<BinaryBuilder>(1)
-                .ok_or_else(|| general("header value builder"))?
-                .append_option(h.value.as_deref());
-            s.append(true);
-        }
-        headers.append(true);
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(offsets),
-        Arc::new(timestamps),
-        Arc::new(keys),
-        Arc::new(values),
-        Arc::new(headers.finish()),
-    ];
-    let batch = RecordBatch::try_new(schema(), columns)?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_dictionary_enabled(false)
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(props))?;
-    writer.write(&batch)?;
-    writer.into_inner()
-}
-
-fn general(what: &str) -> parquet::errors::ParquetError {
-    parquet::errors::ParquetError::General(format!("archive encoding: {what}"))
 }
 
 impl Compactor {

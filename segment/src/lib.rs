@@ -15,6 +15,8 @@
 pub mod batch;
 pub mod compression;
 mod error;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 pub mod segment;
 pub mod store;
 mod varint;

@@ -402,3 +402,62 @@ async fn consumers_read_the_same_sequence_through_merges() {
     assert_eq!(read_everything(&c, "live").await, first);
     silt.stop();
 }
+
+/// After retention removed the raw segments, a topic with
+/// `archive.serve_reads` serves the same records and offsets from the
+/// Parquet archive; a topic without it answers offset_out_of_range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_offsets_are_replayed_from_the_archive() {
+    let dir = tempdir();
+    let mut silt = Silt::dev(
+        dir.path(),
+        &["--archive", "false", "--merge-target-bytes", "0"],
+    );
+    let c = silt.client();
+    for (name, serve) in [("replay", true), ("gone", false)] {
+        let a = c
+            .post(
+                "/v1/topics",
+                &json!({"name": name, "partitions": 2,
+                        "config": {"retention_ms": 1000, "archive.serve_reads": serve}}),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{:?}", a.body);
+        for i in 0..10 {
+            let batch: Vec<Value> = (0..30)
+                .map(|j| {
+                    json!({"key": format!("k{j}"), "value": format!("{name}-{i}-{j}"),
+                                "headers": [{"key": "i", "value": format!("{i}")}]})
+                })
+                .collect();
+            c.produce(name, &Value::Array(batch)).await;
+        }
+    }
+    let before = read_everything(&c, "replay").await;
+    assert_eq!(before.len(), 300);
+    silt.stop();
+    std::thread::sleep(std::time::Duration::from_millis(1_100)); // older than retention
+    let report = compact_once(dir.path());
+    assert!(report.contains("failed_jobs: 0"), "{report}");
+    silt.restart();
+    let c = silt.client();
+    let hwms = c.high_watermarks("replay").await;
+    let mut after = Vec::new();
+    for (p, hwm) in hwms.iter().enumerate() {
+        let offsets = c
+            .get(&format!("/v1/topics/replay/partitions/{p}/offsets"))
+            .await;
+        assert_eq!(
+            offsets.body["earliest_offset"], *hwm,
+            "the log start moved to the end"
+        );
+        after.extend(c.read_all("replay", p as u32, 0, *hwm).await);
+    }
+    assert_eq!(
+        after, before,
+        "the archive replays the same records and offsets"
+    );
+    let a = c.get("/v1/topics/gone/partitions/0/records?offset=0").await;
+    assert_eq!(a.status, 416, "{:?}", a.body);
+    assert_eq!(a.body["code"], "offset_out_of_range");
+}

@@ -44,6 +44,13 @@ pub struct TopicConfig {
     /// Delete the oldest records past this many bytes per partition.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_bytes: Option<u64>,
+    /// Serve offsets below the log start from the Parquet archive, so
+    /// consumers replay history that retention removed from the log.
+    #[serde(
+        rename = "archive.serve_reads",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub archive_serve_reads: bool,
 }
 
 /// Value of `Topic(id)`.
