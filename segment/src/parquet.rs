@@ -232,3 +232,59 @@ mod tests {
         assert!(decode(Bytes::from_static(b"PAR1 not really PAR1"), 0, |_, _| true).is_err());
     }
 }
+
+/// The length of an archive file's footer metadata, from its last 8 bytes
+/// (`len u32 LE | "PAR1"`).
+pub fn footer_len(tail: &[u8]) -> Result<usize, ParquetError> {
+    match tail {
+        [a, b, c, d, b'P', b'A', b'R', b'1'] => Ok(u32::from_le_bytes([*a, *b, *c, *d]) as usize),
+        _ => Err(general("not a Parquet file")),
+    }
+}
+
+/// The newest record timestamp (ms) of an archive file, from its footer
+/// metadata's statistics; `None` for an empty file.
+pub fn max_timestamp_ms(footer: &[u8]) -> Result<Option<i64>, ParquetError> {
+    use parquet::file::metadata::ParquetMetaDataReader;
+    use parquet::file::statistics::Statistics;
+    let meta = ParquetMetaDataReader::decode_metadata(footer)?;
+    let mut max: Option<i64> = None;
+    for rg in meta.row_groups() {
+        match rg.column(1).statistics() {
+            Some(Statistics::Int64(s)) => {
+                if let Some(&m) = s.max_opt() {
+                    max = Some(max.map_or(m, |x| x.max(m)));
+                }
+            }
+            _ => return Err(general("timestamp statistics missing")),
+        }
+    }
+    Ok(max.map(|us| us.div_euclid(1000)))
+}
+
+#[cfg(test)]
+mod footer_tests {
+    use super::*;
+
+    #[test]
+    fn the_footer_tells_the_newest_timestamp() {
+        let records: Vec<(u64, Record)> = [5i64, 9, 7]
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                (
+                    i as u64,
+                    Record {
+                        timestamp: 1_700_000_000_000 + t,
+                        ..Record::default()
+                    },
+                )
+            })
+            .collect();
+        let file = encode(&records).unwrap();
+        let n = footer_len(&file[file.len() - 8..]).unwrap();
+        let footer = &file[file.len() - 8 - n..file.len() - 8];
+        assert_eq!(max_timestamp_ms(footer).unwrap(), Some(1_700_000_000_009));
+        assert!(footer_len(b"12345678").is_err());
+    }
+}

@@ -461,3 +461,39 @@ async fn expired_offsets_are_replayed_from_the_archive() {
     assert_eq!(a.status, 416, "{:?}", a.body);
     assert_eq!(a.body["code"], "offset_out_of_range");
 }
+
+/// `archive.retention_ms` deletes archive files once their newest record
+/// is older than it; the raw log is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_files_expire_by_their_own_retention() {
+    let dir = tempdir();
+    let mut silt = Silt::dev(dir.path(), &["--archive", "false"]);
+    let c = silt.client();
+    let a = c
+        .post(
+            "/v1/topics",
+            &json!({"name": "short", "partitions": 1, "config": {"archive.retention_ms": 1000}}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    c.produce("short", &json!([{"value": "a"}, {"value": "b"}]))
+        .await;
+    silt.stop();
+    compact_once(dir.path());
+    let root = dir
+        .path()
+        .join("objects")
+        .join("archive")
+        .join("topic=short");
+    assert_eq!(parquet_files(&root).len(), 1, "archived");
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let report = compact_once(dir.path());
+    assert!(report.contains("archive_files: 1"), "{report}");
+    assert!(parquet_files(&root).is_empty(), "expired from the archive");
+    silt.restart();
+    assert_eq!(
+        silt.client().read_all("short", 0, 0, 2).await.len(),
+        2,
+        "the raw log keeps its records"
+    );
+}

@@ -51,6 +51,13 @@ pub struct TopicConfig {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub archive_serve_reads: bool,
+    /// Delete archive files whose newest record is older than this. None
+    /// (the default) keeps the archive forever.
+    #[serde(
+        rename = "archive.retention_ms",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub archive_retention_ms: Option<u64>,
 }
 
 /// Value of `Topic(id)`.
