@@ -57,7 +57,7 @@ def main():
         dev.wait(timeout=60)
 
         t = time.perf_counter()
-        subprocess.run([silt, "compactor", "--once", "--data-dir", data], check=True,
+        subprocess.run([silt, "compactor", "--once", "--merge-target-bytes", "0", "--data-dir", data], check=True,
                        capture_output=True, env={**os.environ, "SILT_LOG": "warn"})
         silt_secs = time.perf_counter() - t
 
