@@ -98,15 +98,10 @@ pub fn encode(records: &[(u64, Record)]) -> Result<Vec<u8>, ParquetError> {
         Arc::new(headers.finish()),
     ];
     let batch = RecordBatch::try_new(schema(), columns)?;
-    // Page statistics (and so page indexes) where readers prune: offsets
-    // and timestamps. Min/max of keys and values would cost a comparison
-    // per record and prune nothing useful, so those get chunk statistics.
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_dictionary_enabled(false)
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_column_statistics_enabled("key".into(), EnabledStatistics::Chunk)
-        .set_column_statistics_enabled("value".into(), EnabledStatistics::Chunk)
         .build();
     let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(props))?;
     writer.write(&batch)?;
