@@ -146,15 +146,7 @@ async fn compactor_archives_each_offset_once_as_hive_parquet() {
         c.produce("events", &batch(start)).await;
     }
     // silt dev serves the in-process compactor's metrics beside the agent's.
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&c).await;
     for name in [
         "silt_compactor_rounds_total",
         "silt_compactor_archive_lag_records",
@@ -281,21 +273,24 @@ async fn read_everything(c: &crate::common::Client, topic: &str) -> Vec<Value> {
     all
 }
 
+/// The agent's `/metrics` text.
+async fn metrics_text(c: &crate::common::Client) -> String {
+    let res = c.http.get(format!("{}/metrics", c.base)).send().await;
+    res.unwrap().text().await.unwrap()
+}
+
+/// One counter or gauge of the agent's `/metrics`.
+async fn metric(c: &crate::common::Client, name: &str) -> u64 {
+    let text = metrics_text(c).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
+
 /// Ranged GETs the agent made so far (its read-cache misses).
 async fn gets(c: &crate::common::Client) -> u64 {
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("silt_cache_misses_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap()
+    metric(c, "silt_cache_misses_total").await
 }
 
 /// Merging replaces one small segment per flush by one per-partition
@@ -381,20 +376,7 @@ async fn consumers_read_the_same_sequence_through_merges() {
         reads += 1;
     }
     // The merge happened while the reads went on.
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let merged: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("silt_compactor_merged_entries_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap();
+    let merged = metric(&c, "silt_compactor_merged_entries_total").await;
     assert!(
         merged >= 30,
         "the flushes were merged while reading ({merged})"
