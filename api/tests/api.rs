@@ -281,3 +281,67 @@ async fn bad_last_event_ids_are_refused() {
         assert_eq!(v["code"], "invalid_last_event_id", "{id}");
     }
 }
+
+/// A non-UTF-8 record in a default (utf8) fetch: the records before it
+/// arrive; fetched first, it is a 422 naming its offset, and a base64 fetch
+/// gets the consumer past it.
+#[tokio::test]
+async fn a_binary_record_does_not_block_a_utf8_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir);
+    call(
+        &s,
+        Method::POST,
+        "/v1/topics",
+        Some(json!({"name": "b", "partitions": 1})),
+    )
+    .await;
+    // "YQ==" is "a"; "/w==" is the byte 0xFF, never valid UTF-8.
+    let (st, _, _) = call(
+        &s,
+        Method::POST,
+        "/v1/topics/b/records?encoding=base64",
+        Some(json!({"records": [{"value": "YQ=="}, {"value": "/w=="}, {"value": "YQ=="}]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _, body) = call(
+        &s,
+        Method::GET,
+        "/v1/topics/b/partitions/0/records?offset=0",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v["records"].as_array().unwrap().len(),
+        1,
+        "the record before it"
+    );
+    assert_eq!(v["next_offset"], 1);
+    let (st, _, body) = call(
+        &s,
+        Method::GET,
+        "/v1/topics/b/partitions/0/records?offset=1",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    let p: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (p["code"].as_str(), p["offset"].as_u64()),
+        (Some("not_utf8"), Some(1))
+    );
+    let (st, _, body) = call(
+        &s,
+        Method::GET,
+        "/v1/topics/b/partitions/0/records?offset=1&max_records=1&encoding=base64",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["records"][0]["value"], "/w==");
+    assert_eq!(v["next_offset"], 2, "past it");
+}

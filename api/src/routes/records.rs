@@ -138,14 +138,26 @@ pub async fn fetch(
     if wants_sse {
         return Ok(sse(s, topic, partition, f, r).into_response());
     }
-    let records = r
-        .records
-        .into_iter()
-        .map(|rec| RecordOut::new(partition, rec, f.encoding))
-        .collect::<ApiResult<_>>()?;
+    // A record that cannot be shown in the chosen encoding (non-UTF-8 bytes
+    // with encoding=utf8) ends the answer before it, so the records before
+    // it are delivered; fetched first, it is a 422 naming its offset, which
+    // the consumer reads with encoding=base64 to get past it.
+    let mut records = Vec::with_capacity(r.records.len());
+    let mut next_offset = r.next_offset;
+    for rec in r.records {
+        let offset = rec.offset;
+        match RecordOut::new(partition, rec, f.encoding) {
+            Ok(out) => records.push(out),
+            Err(p) if records.is_empty() => return Err(p.with("offset", offset)),
+            Err(_) => {
+                next_offset = offset;
+                break;
+            }
+        }
+    }
     Ok(axum::Json(FetchResponse {
         records,
-        next_offset: r.next_offset,
+        next_offset,
         high_watermark: r.high_watermark,
         log_start_offset: r.log_start_offset,
     })
