@@ -45,7 +45,7 @@ resource "aws_glue_catalog_table" "records" {
     columns {
       name    = "timestamp"
       type    = "timestamp"
-      comment = "Record timestamp (milliseconds since the epoch, UTC)"
+      comment = "Record timestamp (UTC; Parquet TIMESTAMP(MICROS, adjusted to UTC))"
     }
     columns {
       name = "key"
