@@ -219,8 +219,12 @@ impl Metadata {
     /// writers see it gone); its index entries, objects and archive files are
     /// reclaimed later, in bounded batches (see [`crate::reclaim`]).
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        // The topic the first attempt set out to delete: a retry after an
+        // unknown result that finds the name on another topic (created again
+        // meanwhile) must not delete that one.
+        let target = Arc::new(parking_lot::Mutex::new(None::<u64>));
         self.run("delete_topic", false, |txn, attempt: Attempt| {
-            let name = name.to_owned();
+            let (name, target) = (name.to_owned(), target.clone());
             Box::pin(async move {
                 let name_key = Key::TopicName(&name).encode();
                 let Some(id) = txn.get(&name_key, false).await? else {
@@ -232,6 +236,10 @@ impl Metadata {
                     };
                 };
                 let id = decode_u64(&id)?;
+                let first = *target.lock().get_or_insert(id);
+                if attempt.after_unknown && first != id {
+                    return Ok(()); // ours is gone; this is a new topic
+                }
                 txn.clear(&name_key);
                 txn.clear(&Key::Topic(id).encode());
                 let parts = KeyRange::partitions(id);
