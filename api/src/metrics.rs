@@ -61,7 +61,13 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    // Only the methods the API serves become label values: any other
+    // (clients may send arbitrary tokens) is "other", so labels stay bounded.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD") => m,
+        _ => "other",
+    }
+    .to_owned();
     let start = Instant::now();
     let res = next.run(req).await;
     let m = &state.http;

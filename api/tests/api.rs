@@ -345,3 +345,29 @@ async fn a_binary_record_does_not_block_a_utf8_consumer() {
     assert_eq!(v["records"][0]["value"], "/w==");
     assert_eq!(v["next_offset"], 2, "past it");
 }
+
+/// Arbitrary HTTP methods never become metric label values.
+#[tokio::test]
+async fn unknown_methods_share_one_metrics_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir);
+    for m in ["FOO", "BAR1", "PATCH"] {
+        let (st, _, _) = call(
+            &s,
+            Method::from_bytes(m.as_bytes()).unwrap(),
+            "/v1/topics",
+            None,
+        )
+        .await;
+        assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED, "{m}");
+    }
+    let (_, _, body) = call(&s, Method::GET, "/metrics", None).await;
+    let text = String::from_utf8(body).unwrap();
+    for m in ["FOO", "BAR1", "PATCH"] {
+        assert!(
+            !text.contains(&format!("method=\"{m}\"")),
+            "{m} became a label"
+        );
+    }
+    assert!(text.contains("method=\"other\""), "{text}");
+}
