@@ -293,6 +293,14 @@ pub struct Tuning {
     /// On SIGTERM/ctrl-c, how long to wait for in-flight work before exiting.
     #[arg(long, env = "SILT_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+    /// Most client connections served at once; more wait to be accepted.
+    /// Keep it below the process's file-descriptor limit.
+    #[arg(long, env = "SILT_MAX_CONNECTIONS", default_value_t = 1000)]
+    pub max_connections: usize,
+    /// Close a connection on which nothing moved for this long. Must exceed
+    /// the longest long-poll (`wait_ms`, at most 60 s).
+    #[arg(long, env = "SILT_IDLE_TIMEOUT_SECS", default_value_t = 120)]
+    pub idle_timeout_secs: u64,
 }
 
 impl Tuning {

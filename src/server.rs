@@ -204,6 +204,11 @@ async fn serve(
     }
     tracing::info!(%addr, objects, metadata, "serving");
     let stop = tokio_util::sync::CancellationToken::new();
+    let listener = silt_api::listener::BoundedListener::new(
+        listener,
+        tuning.max_connections,
+        Duration::from_secs(tuning.idle_timeout_secs.max(1)),
+    );
     let server = axum::serve(listener, silt_api::app(state))
         .with_graceful_shutdown(stop.clone().cancelled_owned());
     let server = tokio::spawn(server.into_future());

@@ -5,6 +5,7 @@
 //! every body, batch and wait has a documented bound ([`ApiConfig`]).
 
 pub mod extract;
+pub mod listener;
 mod metrics;
 pub mod problem;
 mod routes;

@@ -186,3 +186,50 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
         "no topic was created by bad requests"
     );
 }
+
+/// Connections are bounded: idle ones (connected, nothing sent) are closed
+/// after the idle timeout, so they can neither starve real clients of
+/// connection slots nor hold up a SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_hold_the_server() {
+    use std::io::Read;
+    let dir = tempdir();
+    let mut silt = Silt::dev(
+        dir.path(),
+        &["--max-connections", "3", "--idle-timeout-secs", "1"],
+    );
+    let addr = silt.url.trim_start_matches("http://").to_owned();
+    // Three silent clients take every slot...
+    let mut idle: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    // ...yet a real request is served once the idle timeout frees a slot.
+    let start = std::time::Instant::now();
+    let a = silt.client().get("/healthz").await;
+    assert_eq!(a.status, 200);
+    let waited = start.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(500)
+            && waited < std::time::Duration::from_secs(10),
+        "served after the idle ones were closed ({waited:?})"
+    );
+    for s in &mut idle {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            s.read(&mut buf).unwrap_or(0),
+            0,
+            "the idle connection was closed"
+        );
+    }
+    // An idle connection does not hold up a SIGTERM.
+    let _lingering = std::net::TcpStream::connect(&addr).unwrap();
+    let start = std::time::Instant::now();
+    silt.stop();
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "stopped promptly ({:?})",
+        start.elapsed()
+    );
+}
