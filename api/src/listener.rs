@@ -10,7 +10,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -77,6 +77,21 @@ pub struct BoundedConn {
 }
 
 impl BoundedConn {
+    /// Notes activity when the socket made progress; checks the idle
+    /// timeout when it did not.
+    fn track<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Ready(r) => {
+                self.last = Instant::now();
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                self.check_idle(cx)?;
+                Poll::Pending
+            }
+        }
+    }
+
     /// Called when the socket is not ready: an error once the connection
     /// has been idle for the whole timeout, else a wake-up at that moment.
     fn check_idle(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
@@ -99,17 +114,8 @@ impl AsyncRead for BoundedConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                this.last = Instant::now();
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                this.check_idle(cx)?;
-                Poll::Pending
-            }
-        }
+        let poll = Pin::new(&mut self.io).poll_read(cx, buf);
+        self.track(cx, poll)
     }
 }
 
@@ -119,22 +125,12 @@ impl AsyncWrite for BoundedConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.io).poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                this.last = Instant::now();
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                this.check_idle(cx)?;
-                Poll::Pending
-            }
-        }
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.track(cx, poll)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let r = ready!(Pin::new(&mut self.io).poll_flush(cx));
-        Poll::Ready(r)
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

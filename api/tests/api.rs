@@ -38,6 +38,18 @@ fn state(dir: &tempfile::TempDir) -> AppState {
     }
 }
 
+/// Creates a one-partition topic.
+async fn create_topic(s: &AppState, name: &str) {
+    let (st, _, _) = call(
+        s,
+        Method::POST,
+        "/v1/topics",
+        Some(json!({"name": name, "partitions": 1})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+}
+
 async fn call(
     s: &AppState,
     method: Method,
@@ -258,13 +270,7 @@ fn every_problem_code_is_documented() {
 async fn bad_last_event_ids_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let s = state(&dir);
-    call(
-        &s,
-        Method::POST,
-        "/v1/topics",
-        Some(json!({"name": "t", "partitions": 1})),
-    )
-    .await;
+    create_topic(&s, "t").await;
     for id in ["abc", "-1", "18446744073709551615"] {
         let req = Request::builder()
             .uri("/v1/topics/t/partitions/0/records")
@@ -289,13 +295,7 @@ async fn bad_last_event_ids_are_refused() {
 async fn a_binary_record_does_not_block_a_utf8_consumer() {
     let dir = tempfile::tempdir().unwrap();
     let s = state(&dir);
-    call(
-        &s,
-        Method::POST,
-        "/v1/topics",
-        Some(json!({"name": "b", "partitions": 1})),
-    )
-    .await;
+    create_topic(&s, "b").await;
     // "YQ==" is "a"; "/w==" is the byte 0xFF, never valid UTF-8.
     let (st, _, _) = call(
         &s,

@@ -42,6 +42,13 @@ fn setup() -> Setup {
     }
 }
 
+/// A one-partition topic with the default config.
+async fn topic(s: &Setup, name: &str) -> silt_metadata::TopicInfo {
+    s.md.create_topic(name, 1, TopicConfig::default(), 0, 1)
+        .await
+        .unwrap()
+}
+
 fn compactor(s: &Setup, holder: u64) -> Compactor {
     let clock = s.clock.clone();
     let config = CompactorConfig {
@@ -64,10 +71,7 @@ fn compactor(s: &Setup, holder: u64) -> Compactor {
 #[tokio::test]
 async fn only_old_uncommitted_segments_are_collected() {
     let s = setup();
-    let t =
-        s.md.create_topic("t", 1, TopicConfig::default(), 0, 1)
-            .await
-            .unwrap();
+    let t = topic(&s, "t").await;
     for key in [
         "segments/100-aa.seg",
         "segments/200-bb.seg",
@@ -149,10 +153,7 @@ fn segment_names() {
 #[tokio::test]
 async fn idempotency_keys_are_expired_by_time() {
     let s = setup();
-    let t =
-        s.md.create_topic("t", 1, TopicConfig::default(), 0, 1)
-            .await
-            .unwrap();
+    let t = topic(&s, "t").await;
     let keyed = |id: &str, key: &str, fingerprint: u64| SegmentCommit {
         units: vec![CommitUnit {
             chunks: vec![0],
@@ -206,10 +207,7 @@ fn refused(r: Result<silt_metadata::CommitOutcome, silt_metadata::Error>) -> boo
 #[tokio::test]
 async fn a_collected_segment_can_never_be_committed() {
     let s = setup();
-    let t =
-        s.md.create_topic("t", 1, TopicConfig::default(), 0, 1)
-            .await
-            .unwrap();
+    let t = topic(&s, "t").await;
     let at = now();
     // GC first: the late commit is refused (its records were never acked).
     assert!(
@@ -255,10 +253,7 @@ async fn a_collected_segment_can_never_be_committed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_racing_late_commits_never_deletes_acknowledged_data() {
     let s = setup();
-    let t =
-        s.md.create_topic("t", 1, TopicConfig::default(), 0, 1)
-            .await
-            .unwrap();
+    let t = topic(&s, "t").await;
     let written = now();
     let ids: Vec<String> = (0..40).map(|i| format!("{written:013}-{i:016x}")).collect();
     for id in &ids {
@@ -326,10 +321,7 @@ async fn gc_racing_late_commits_never_deletes_acknowledged_data() {
 #[tokio::test]
 async fn gc_lists_only_segments_after_its_checkpoint() {
     let s = setup();
-    let t =
-        s.md.create_topic("t", 1, TopicConfig::default(), 0, 1)
-            .await
-            .unwrap();
+    let t = topic(&s, "t").await;
     let old = now() - 3 * 3_600_000;
     let id = format!("{old:013}-{:016x}", 1);
     s.storage
@@ -497,10 +489,7 @@ async fn retention_never_passes_the_archive() {
     use silt_metadata::retention::RetentionRule;
     let s = setup();
     let at = now();
-    let t =
-        s.md.create_topic("t", 1, TopicConfig::default(), 0, 1)
-            .await
-            .unwrap();
+    let t = topic(&s, "t").await;
     for i in 0..3 {
         let mut c = commit_of(t.id, &format!("{at:013}-{i:016x}"), at);
         c.chunks[0].max_timestamp = 0;
