@@ -11,7 +11,8 @@
 //! the path and never in the file (readers silently prefer the path). Rows
 //! are sorted by offset, with statistics and page indexes; key and value are
 //! never dictionary-encoded; pages are zstd-compressed. Encoding runs on the
-//! blocking pool, off the runtime.
+//! blocking pool, off the runtime, while the next records are read: only a
+//! file's compressed pages are held in memory, never all its records.
 //!
 //! Exactly once, across crashes and overlapping instances: the range of a
 //! file is planned in metadata before it is written
@@ -28,12 +29,18 @@ use futures::StreamExt;
 use silt_metadata::TopicInfo;
 use silt_segment::Record;
 use silt_segment::batch::{DEFAULT_MAX_DECOMPRESSED, decode_chunk};
-use silt_segment::parquet::encode;
+use silt_segment::parquet::ArchiveWriter;
 
 use crate::{Compactor, Error};
 
 /// Index entries read per metadata round trip while archiving.
 const PLAN_ENTRIES: usize = 64;
+
+/// Chunk reads in flight per partition being archived.
+const READ_AHEAD: usize = 8;
+
+/// Record bytes per batch handed from the reader to the encoder.
+const BATCH_BYTES: usize = 4 << 20;
 
 /// What one archive pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -126,35 +133,41 @@ impl Compactor {
         from: u64,
         until: u64,
     ) -> Result<Option<ArchivedFile>, Error> {
-        let mut records = self
-            .read_range(topic.id, partition, from, until, true)
-            .await?;
-        let Some(&(last, _)) = records.last() else {
+        let Some(proposed) = self.propose_end(topic.id, partition, from, until).await? else {
             return Ok(None);
         };
         // Plan first: whoever writes this file writes exactly [from, end).
         let Some(end) = self
             .md
-            .plan_archive(topic.id, partition, from, last + 1)
+            .plan_archive(topic.id, partition, from, proposed)
             .await?
         else {
             return Ok(None);
         };
-        if end != last + 1 {
-            records = self
-                .read_range(topic.id, partition, from, end, false)
-                .await?;
-            if records.last().map(|(o, _)| o + 1) != Some(end) {
-                return Err(Error::Archive(format!(
-                    "planned records {from}..{end} are no longer readable"
-                )));
+        // Reading and encoding overlap: batches go through a short queue
+        // to an encoder on the blocking pool.
+        let (batches, mut queue) = tokio::sync::mpsc::channel::<Vec<(u64, Record)>>(2);
+        let hint = self.config.archive_file_bytes;
+        let encoder = tokio::task::spawn_blocking(move || {
+            let mut writer = ArchiveWriter::new(hint)?;
+            while let Some(batch) = queue.blocking_recv() {
+                writer.write(&batch)?;
             }
-        }
-        let key = archive_key(topic, partition, from);
-        let encoded = tokio::task::spawn_blocking(move || encode(&records))
+            writer.finish()
+        });
+        let read = self
+            .read_range(topic.id, partition, from, end, batches)
+            .await;
+        let encoded = encoder
             .await
             .map_err(|e| Error::Archive(format!("encoder task: {e}")))?
             .map_err(|e| Error::Archive(e.to_string()))?;
+        if read? != end {
+            return Err(Error::Archive(format!(
+                "planned records {from}..{end} are no longer readable"
+            )));
+        }
+        let key = archive_key(topic, partition, from);
         let bytes = encoded.len() as u64;
         self.storage.put(&key, encoded.into()).await?;
         if !self
@@ -169,28 +182,57 @@ impl Compactor {
         Ok(Some(ArchivedFile { end, bytes }))
     }
 
-    /// Reads committed records `[from, until)`, up to the file bounds if
-    /// `capped`.
+    /// Where a file starting at `from` should end: at `until`, or where
+    /// the index entries from `from` reach the file's record or byte
+    /// bound (bytes as stored in segments). `None` if nothing is readable.
+    async fn propose_end(
+        &self,
+        topic_id: u64,
+        partition: u32,
+        from: u64,
+        until: u64,
+    ) -> Result<Option<u64>, Error> {
+        let max_records = u64::try_from(self.config.archive_file_records).unwrap_or(u64::MAX);
+        let until = until.min(from.saturating_add(max_records));
+        let max_bytes = self.config.archive_file_bytes as u64;
+        let (mut end, mut bytes) = (from, 0u64);
+        while end < until && bytes < max_bytes {
+            let Some(plan) = self
+                .md
+                .read_plan(topic_id, partition, end, PLAN_ENTRIES)
+                .await?
+            else {
+                break;
+            };
+            let before = end;
+            for (base, entry) in &plan.entries {
+                if end >= until || bytes >= max_bytes {
+                    break;
+                }
+                end = end.max((base + u64::from(entry.record_count)).min(until));
+                bytes += u64::from(entry.byte_len);
+            }
+            if end == before {
+                break;
+            }
+        }
+        Ok((end > from).then_some(end))
+    }
+
+    /// Reads committed records `[from, until)` into `batches` of about
+    /// [`BATCH_BYTES`]; returns one past the last offset read.
     async fn read_range(
         &self,
         topic_id: u64,
         partition: u32,
         from: u64,
         until: u64,
-        capped: bool,
-    ) -> Result<Vec<(u64, Record)>, Error> {
-        let (max_records, max_bytes) = if capped {
-            (
-                self.config.archive_file_records,
-                self.config.archive_file_bytes,
-            )
-        } else {
-            (usize::MAX, usize::MAX)
-        };
-        let mut out = Vec::new();
+        batches: tokio::sync::mpsc::Sender<Vec<(u64, Record)>>,
+    ) -> Result<u64, Error> {
+        let mut batch = Vec::new();
         let mut bytes = 0;
         let mut next = from;
-        while next < until && out.len() < max_records && bytes < max_bytes {
+        while next < until {
             let Some(plan) = self
                 .md
                 .read_plan(topic_id, partition, next, PLAN_ENTRIES)
@@ -201,24 +243,49 @@ impl Compactor {
             if plan.entries.is_empty() {
                 break;
             }
-            for (base, entry) in &plan.entries {
-                if next >= until || out.len() >= max_records || bytes >= max_bytes {
+            // Chunks are fetched a few at a time ahead of the decoder.
+            let reads: Vec<_> = plan
+                .entries
+                .into_iter()
+                .take_while(|(base, _)| *base < until)
+                .map(|(base, entry)| {
+                    let storage = self.storage.clone();
+                    async move {
+                        let range =
+                            entry.byte_offset..entry.byte_offset + u64::from(entry.byte_len);
+                        (base, storage.get_range(&entry.object, range).await)
+                    }
+                })
+                .collect();
+            let mut chunks = futures::stream::iter(reads).buffered(READ_AHEAD);
+            while let Some((base, chunk)) = chunks.next().await {
+                let chunk = chunk?;
+                if next >= until {
                     break;
                 }
-                let range = entry.byte_offset..entry.byte_offset + u64::from(entry.byte_len);
-                let chunk = self.storage.get_range(&entry.object, range).await?;
-                decode_chunk(&chunk, *base, next, DEFAULT_MAX_DECOMPRESSED, |off, r| {
+                decode_chunk(&chunk, base, next, DEFAULT_MAX_DECOMPRESSED, |off, r| {
                     if off >= until {
                         return false;
                     }
                     bytes += r.weight();
-                    out.push((off, r));
+                    batch.push((off, r));
                     next = off + 1;
-                    out.len() < max_records && bytes < max_bytes
+                    true
                 })?;
+                if bytes >= BATCH_BYTES {
+                    bytes = 0;
+                    if batches.send(std::mem::take(&mut batch)).await.is_err() {
+                        // The encoder failed; its error is the one to report.
+                        return Ok(next);
+                    }
+                }
             }
         }
-        Ok(out)
+        if !batch.is_empty() {
+            // An encoder that failed reports its own error.
+            let _ = batches.send(batch).await;
+        }
+        Ok(next)
     }
 }
 

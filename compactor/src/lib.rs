@@ -55,8 +55,9 @@ pub struct CompactorConfig {
     pub gc_grace: Duration,
     /// Rewrite committed records to Parquet under `archive/`.
     pub archive: bool,
-    /// Bounds on one archive file (records, and record bytes before
-    /// compression): bigger files mean fewer objects and better compression.
+    /// Bounds on one archive file (records, and bytes as stored in the
+    /// segments it is read from; also about the memory one file in progress
+    /// holds): bigger files mean fewer objects and better compression.
     pub archive_file_records: usize,
     pub archive_file_bytes: usize,
     /// Merge runs of small index entries into per-partition segments of

@@ -55,6 +55,7 @@ fn bench(c: &mut Criterion) {
         });
         let mut chunk = Vec::new();
         batch::encode(&mut chunk, 0, &recs, codec).unwrap();
+        let chunk = bytes::Bytes::from(chunk);
         g.bench_function(format!("decode/{codec:?}"), |b| {
             b.iter(|| {
                 let mut n = 0;

@@ -217,23 +217,26 @@ pub fn read_header(buf: &[u8]) -> Result<BatchHeader> {
 
 /// Decodes the records of one validated batch. Offsets are
 /// `header.base_offset + offset_delta + offset_adjust`.
+///
+/// Keys and values are slices of `buf` (or of the decompressed body), not
+/// copies: a record costs no allocation of its own.
 pub fn decode_records(
-    buf: &[u8],
+    buf: &Bytes,
     header: &BatchHeader,
     offset_adjust: i64,
     max_decompressed: usize,
     mut sink: impl FnMut(i64, Record) -> Result<()>,
 ) -> Result<()> {
-    let body = &buf[HEADER_LEN..header.total_len()];
-    let raw;
-    let records: &[u8] = match header.compression {
-        Compression::None => body,
-        codec => {
-            raw = codec.decompress(body, max_decompressed, HEADER_LEN)?;
-            &raw
-        }
+    let records = match header.compression {
+        Compression::None => buf.slice(HEADER_LEN..header.total_len()),
+        codec => Bytes::from(codec.decompress(
+            &buf[HEADER_LEN..header.total_len()],
+            max_decompressed,
+            HEADER_LEN,
+        )?),
     };
-    let mut c = Cursor::new(records, "record");
+    let share = |part: &[u8]| records.slice_ref(part);
+    let mut c = Cursor::new(&records, "record");
     for _ in 0..header.record_count {
         let len = c.varint()?;
         if len < 0 {
@@ -243,8 +246,8 @@ pub fn decode_records(
         let _attributes = r.u8()?;
         let ts_delta = r.varlong()?;
         let offset_delta = r.varint()?;
-        let key = r.nullable_bytes()?.map(Bytes::copy_from_slice);
-        let value = r.nullable_bytes()?.map(Bytes::copy_from_slice);
+        let key = r.nullable_bytes()?.map(share);
+        let value = r.nullable_bytes()?.map(share);
         let n_headers = r.varint()?;
         if n_headers < 0 || n_headers as usize > r.remaining() {
             return Err(r.fail(Reason::BadLength(i64::from(n_headers))));
@@ -255,7 +258,7 @@ pub fn decode_records(
                 .nullable_bytes()?
                 .ok_or(r.fail(Reason::Other("null header key")))?;
             let key = std::str::from_utf8(k).map_err(|_| r.fail(Reason::BadUtf8))?;
-            let value = r.nullable_bytes()?.map(Bytes::copy_from_slice);
+            let value = r.nullable_bytes()?.map(share);
             headers.push(Header {
                 key: key.to_owned(),
                 value,
@@ -319,9 +322,10 @@ impl<'a> Iterator for Batches<'a> {
 
 /// Decodes every record in a chunk (batches laid end to end), adding
 /// `base_offset` to the chunk-relative offsets, and keeps those at or after
-/// `from`. `keep` returns false to stop early.
+/// `from`. `keep` returns false to stop early. Records share `chunk`'s
+/// memory (see [`decode_records`]).
 pub fn decode_chunk(
-    chunk: &[u8],
+    chunk: &Bytes,
     base_offset: u64,
     from: u64,
     max_decompressed: usize,
@@ -339,7 +343,8 @@ pub fn decode_chunk(
             continue;
         }
         let mut stop = false;
-        decode_records(bytes, &header, adjust, max_decompressed, |off, rec| {
+        let batch = chunk.slice_ref(bytes);
+        decode_records(&batch, &header, adjust, max_decompressed, |off, rec| {
             if !stop && off >= 0 && off as u64 >= from {
                 stop = !keep(off as u64, rec);
             }
@@ -389,10 +394,16 @@ mod tests {
 
     fn decode_all(chunk: &[u8], base: u64) -> Result<Vec<(u64, Record)>> {
         let mut out = Vec::new();
-        decode_chunk(chunk, base, 0, DEFAULT_MAX_DECOMPRESSED, |o, r| {
-            out.push((o, r));
-            true
-        })?;
+        decode_chunk(
+            &Bytes::copy_from_slice(chunk),
+            base,
+            0,
+            DEFAULT_MAX_DECOMPRESSED,
+            |o, r| {
+                out.push((o, r));
+                true
+            },
+        )?;
         Ok(out)
     }
 
@@ -439,7 +450,7 @@ mod tests {
         fn extreme_offsets_never_overflow(base in any::<i64>(), adjust in any::<u64>(), from in any::<u64>()) {
             let mut chunk = Vec::new();
             encode(&mut chunk, base, &[Record::default(), Record::default()], Compression::None).unwrap();
-            let _ = decode_chunk(&chunk, adjust, from, 1 << 20, |_, _| true);
+            let _ = decode_chunk(&Bytes::from(chunk), adjust, from, 1 << 20, |_, _| true);
         }
 
         #[test]
@@ -457,7 +468,7 @@ mod tests {
         let mut chunk = Vec::new();
         encode(&mut chunk, 0, &[big], Compression::Zstd).unwrap();
         assert!(chunk.len() < 10_000, "zeros compress well");
-        let err = decode_chunk(&chunk, 0, 0, 4096, |_, _| true).unwrap_err();
+        let err = decode_chunk(&Bytes::from(chunk), 0, 0, 4096, |_, _| true).unwrap_err();
         assert!(matches!(err, Error::TooLarge { limit: 4096 }), "{err}");
     }
 
@@ -473,10 +484,16 @@ mod tests {
         encode(&mut chunk, 0, &recs[..5], Compression::None).unwrap();
         encode(&mut chunk, 5, &recs[5..], Compression::Lz4).unwrap();
         let mut got = Vec::new();
-        decode_chunk(&chunk, 100, 103, DEFAULT_MAX_DECOMPRESSED, |o, _| {
-            got.push(o);
-            got.len() < 4
-        })
+        decode_chunk(
+            &Bytes::from(chunk),
+            100,
+            103,
+            DEFAULT_MAX_DECOMPRESSED,
+            |o, _| {
+                got.push(o);
+                got.len() < 4
+            },
+        )
         .unwrap();
         assert_eq!(got, vec![103, 104, 105, 106]);
     }

@@ -58,7 +58,9 @@ impl Compression {
     /// Decompresses at most `limit` bytes; more is an error, never an allocation.
     pub(crate) fn decompress(self, input: &[u8], limit: usize, at: usize) -> Result<Vec<u8>> {
         let bad = |e: std::io::Error| corrupt("batch", at, Reason::Decompress(e.to_string()));
-        let mut out = Vec::new();
+        // Sized for a typical ratio up front: growing by doubling copies
+        // the output and faults in fresh pages each time.
+        let mut out = Vec::with_capacity(limit.min(input.len().saturating_mul(4)));
         let read = match self {
             Compression::None => return Ok(input.to_vec()),
             Compression::Lz4 => lz4_flex::frame::FrameDecoder::new(input)

@@ -54,8 +54,55 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
+/// Writes one archive file incrementally: batches of records (ascending
+/// offsets) are encoded as they arrive, so only the compressed pages of the
+/// file are held in memory, never all of its records at once.
+pub struct ArchiveWriter {
+    writer: ArrowWriter<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ArchiveWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveWriter")
+            .field("in_progress_bytes", &self.writer.in_progress_size())
+            .finish()
+    }
+}
+
+impl ArchiveWriter {
+    /// `size_hint`: the expected size of the file, to size its buffer.
+    /// Virtual capacity only: pages nobody writes are never faulted in.
+    pub fn new(size_hint: usize) -> Result<Self, ParquetError> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .build();
+        let out = Vec::with_capacity(size_hint.saturating_add(64 << 10));
+        Ok(Self {
+            writer: ArrowWriter::try_new(out, schema(), Some(props))?,
+        })
+    }
+
+    /// Appends records whose offsets follow those written before.
+    pub fn write(&mut self, records: &[(u64, Record)]) -> Result<(), ParquetError> {
+        self.writer.write(&record_batch(records)?)
+    }
+
+    /// The finished file.
+    pub fn finish(self) -> Result<Vec<u8>, ParquetError> {
+        self.writer.into_inner()
+    }
+}
+
 /// Encodes records (ascending offsets) as one Parquet file.
 pub fn encode(records: &[(u64, Record)]) -> Result<Vec<u8>, ParquetError> {
+    let mut writer = ArchiveWriter::new(Sizes::of(records).total())?;
+    writer.write(records)?;
+    writer.finish()
+}
+
+fn record_batch(records: &[(u64, Record)]) -> Result<RecordBatch, ParquetError> {
     let offsets: Int64Array = records
         .iter()
         .map(|(o, _)| i64::try_from(*o).unwrap_or(i64::MAX))
@@ -67,15 +114,35 @@ pub fn encode(records: &[(u64, Record)]) -> Result<Vec<u8>, ParquetError> {
             .collect::<Vec<_>>(),
     )
     .with_timezone("UTC");
-    let keys: BinaryArray = records.iter().map(|(_, r)| r.key.as_deref()).collect();
-    let values: BinaryArray = records.iter().map(|(_, r)| r.value.as_deref()).collect();
-    let mut headers = ListBuilder::new(StructBuilder::new(
-        header_fields(),
-        vec![
-            Box::new(StringBuilder::new()),
-            Box::new(BinaryBuilder::new()),
-        ],
-    ))
+    // Every buffer is sized up front: growing a buffer of megabytes by
+    // doubling copies it and faults in fresh pages each time.
+    let sizes = Sizes::of(records);
+    let keys = binary(
+        records.len(),
+        sizes.keys,
+        records.iter().map(|(_, r)| r.key.as_deref()),
+    );
+    let values = binary(
+        records.len(),
+        sizes.values,
+        records.iter().map(|(_, r)| r.value.as_deref()),
+    );
+    let mut headers = ListBuilder::with_capacity(
+        StructBuilder::new(
+            header_fields(),
+            vec![
+                Box::new(StringBuilder::with_capacity(
+                    sizes.headers,
+                    sizes.header_keys,
+                )),
+                Box::new(BinaryBuilder::with_capacity(
+                    sizes.headers,
+                    sizes.header_values,
+                )),
+            ],
+        ),
+        records.len(),
+    )
     .with_field(header_item());
     for (_, r) in records {
         let s = headers.values();
@@ -97,15 +164,50 @@ pub fn encode(records: &[(u64, Record)]) -> Result<Vec<u8>, ParquetError> {
         Arc::new(values),
         Arc::new(headers.finish()),
     ];
-    let batch = RecordBatch::try_new(schema(), columns)?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_dictionary_enabled(false)
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(props))?;
-    writer.write(&batch)?;
-    writer.into_inner()
+    Ok(RecordBatch::try_new(schema(), columns)?)
+}
+
+/// Byte counts of the variable-length columns, to size their buffers.
+#[derive(Default)]
+struct Sizes {
+    keys: usize,
+    values: usize,
+    headers: usize,
+    header_keys: usize,
+    header_values: usize,
+}
+
+impl Sizes {
+    fn of(records: &[(u64, Record)]) -> Self {
+        let mut sizes = Sizes::default();
+        for (_, r) in records {
+            sizes.keys += r.key.as_ref().map_or(0, |k| k.len());
+            sizes.values += r.value.as_ref().map_or(0, |v| v.len());
+            sizes.headers += r.headers.len();
+            for h in &r.headers {
+                sizes.header_keys += h.key.len();
+                sizes.header_values += h.value.as_ref().map_or(0, |v| v.len());
+            }
+        }
+        sizes
+    }
+
+    /// An upper bound on the encoded file when nothing compresses.
+    fn total(&self) -> usize {
+        self.keys + self.values + self.header_keys + self.header_values
+    }
+}
+
+fn binary<'a>(
+    rows: usize,
+    bytes: usize,
+    items: impl Iterator<Item = Option<&'a [u8]>>,
+) -> BinaryArray {
+    let mut builder = BinaryBuilder::with_capacity(rows, bytes);
+    for item in items {
+        builder.append_option(item);
+    }
+    builder.finish()
 }
 
 fn general(what: &str) -> ParquetError {
@@ -225,6 +327,19 @@ mod tests {
         })
         .unwrap();
         assert_eq!(tail, [140, 141, 142]);
+
+        // Written in batches, the file holds the same rows.
+        let mut writer = ArchiveWriter::new(0).unwrap();
+        for batch in records.chunks(7) {
+            writer.write(batch).unwrap();
+        }
+        let mut again = Vec::new();
+        decode(Bytes::from(writer.finish().unwrap()), 0, |o, r| {
+            again.push((o, r));
+            true
+        })
+        .unwrap();
+        assert_eq!(again, records);
     }
 
     #[test]

@@ -261,7 +261,7 @@ mod tests {
             for c in &chunks {
                 let bytes = &obj[c.offset as usize..(c.offset + u64::from(c.len)) as usize];
                 let mut offsets = Vec::new();
-                crate::batch::decode_chunk(bytes, 7, 0, 1 << 20, |o, _| { offsets.push(o); true }).unwrap();
+                crate::batch::decode_chunk(&Bytes::copy_from_slice(bytes), 7, 0, 1 << 20, |o, _| { offsets.push(o); true }).unwrap();
                 let want: Vec<u64> = (7..7 + u64::from(c.record_count)).collect();
                 prop_assert_eq!(offsets, want);
             }
