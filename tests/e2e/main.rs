@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod common;
 mod groups;
+mod jepsen;
 mod kafka_compat;
 mod multi_agent;
 mod produce_consume;

@@ -101,6 +101,35 @@ impl Silt {
         }
     }
 
+    /// SIGKILL, as a crash: nothing is flushed or released.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a process that freezes mid-way,
+    /// as under a long GC pause or a VM migration.
+    pub fn pause(&self, stop: bool) {
+        if let Some(child) = &self.child {
+            let sig = if stop { "-STOP" } else { "-CONT" };
+            let _ = Command::new("kill")
+                .args([sig, &child.id().to_string()])
+                .status();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Starts again with the same arguments (a new port) after a kill.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        *self = Self::spawn(self.args.clone(), self.envs.clone());
+    }
+
     /// Stops and starts again with the same arguments (a new port).
     pub fn restart(&mut self) {
         self.stop();

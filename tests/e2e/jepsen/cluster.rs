@@ -1,0 +1,126 @@
+//! Three agent processes sharing one metadata file and one object store,
+//! and the nemesis that kills and pauses them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use tokio_util::sync::CancellationToken;
+
+use crate::common::garage::Garage;
+use crate::common::{Silt, file_url, sqlite_url, tempdir};
+
+/// Where the agents keep their segments.
+pub enum Store {
+    Local,
+    S3(Garage),
+}
+
+/// The agents, and the URLs clients may use (updated as agents restart).
+pub struct Cluster {
+    agents: Vec<Mutex<Silt>>,
+    urls: RwLock<Vec<String>>,
+    _store: Store,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start(n: usize, store: Store) -> Arc<Self> {
+        let dir = tempdir();
+        let meta = sqlite_url(dir.path().join("meta.db"));
+        let (objects, envs) = match &store {
+            Store::Local => (file_url(&dir.path().join("objects")), Vec::new()),
+            Store::S3(g) => (format!("s3://{}/jepsen", g.bucket), g.env()),
+        };
+        let agents: Vec<Silt> = (0..n)
+            .map(|_| {
+                let args = ["agent", "--object-store", &objects, "--metadata", &meta]
+                    .map(String::from)
+                    .to_vec();
+                Silt::spawn(args, envs.clone())
+            })
+            .collect();
+        let urls = agents.iter().map(|a| a.url.clone()).collect();
+        Arc::new(Self {
+            agents: agents.into_iter().map(Mutex::new).collect(),
+            urls: RwLock::new(urls),
+            _store: store,
+            _dir: dir,
+        })
+    }
+
+    /// A random agent's URL (possibly one that is down or paused: clients
+    /// find out as they would in production).
+    pub fn pick(&self, rng: &mut impl RngExt) -> String {
+        let urls = self.urls.read();
+        urls[rng.random_range(0..urls.len())].clone()
+    }
+
+    pub fn any_url(&self) -> String {
+        self.urls.read()[0].clone()
+    }
+
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Self) -> T + Send + 'static,
+    ) -> T {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me)).await.unwrap()
+    }
+
+    /// Brings every agent back: paused ones continue, dead ones restart.
+    pub async fn heal(self: &Arc<Self>) {
+        self.blocking(|c| {
+            for (i, a) in c.agents.iter().enumerate() {
+                let mut a = a.lock();
+                a.pause(false);
+                if !a.is_running() {
+                    a.start_again();
+                    c.urls.write()[i] = a.url.clone();
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// What the nemesis did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Faults {
+    pub kills: usize,
+    pub pauses: usize,
+}
+
+/// Every 1 to 3 s, SIGKILLs a random agent (restarting it 0.5 to 1.5 s
+/// later) or SIGSTOPs one for 0.5 to 2.5 s, until `stop`; then heals.
+pub async fn nemesis(cluster: Arc<Cluster>, seed: u64, stop: CancellationToken) -> Faults {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut faults = Faults::default();
+    let ms = |rng: &mut StdRng, lo: u64, hi: u64| Duration::from_millis(rng.random_range(lo..hi));
+    loop {
+        let wait = ms(&mut rng, 1000, 3000);
+        if tokio::time::timeout(wait, stop.cancelled()).await.is_ok() {
+            break;
+        }
+        let victim = rng.random_range(0..cluster.agents.len());
+        let down = if rng.random_bool(0.5) {
+            faults.kills += 1;
+            cluster
+                .blocking(move |c| c.agents[victim].lock().kill())
+                .await;
+            ms(&mut rng, 500, 1500)
+        } else {
+            faults.pauses += 1;
+            cluster
+                .blocking(move |c| c.agents[victim].lock().pause(true))
+                .await;
+            ms(&mut rng, 500, 2500)
+        };
+        tokio::time::sleep(down).await;
+        cluster.heal().await;
+    }
+    cluster.heal().await;
+    faults
+}

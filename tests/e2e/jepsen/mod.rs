@@ -1,0 +1,188 @@
+//! Jepsen-style fault runs: producers, tailers and group members record a
+//! history against three agents while a nemesis kills and pauses them; the
+//! checker then counts every anomaly Jepsen's Kafka checker names, and each
+//! must be zero. Clients must also all make progress again within 30 s of
+//! the faults stopping.
+//!
+//! Short in CI; `SILT_JEPSEN_SECS=300` runs each fault phase for five
+//! minutes, and `SILT_JEPSEN_SEED` replays a nemesis schedule.
+
+pub mod checker;
+mod cluster;
+pub mod history;
+mod workload;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::common::Client;
+use crate::common::garage::Garage;
+use checker::{FinalLog, Report, check};
+use cluster::{Cluster, Faults, Store, nemesis};
+use workload::{Ctx, TOPIC};
+
+const PARTITIONS: u32 = 4;
+const PRODUCERS: usize = 8;
+const TAILERS: usize = 4;
+const MEMBERS: usize = 4;
+
+fn fault_secs() -> u64 {
+    std::env::var("SILT_JEPSEN_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12)
+}
+
+fn seed() -> u64 {
+    std::env::var("SILT_JEPSEN_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::random())
+}
+
+/// What a run did and found.
+struct Run {
+    report: Report,
+    faults: Faults,
+    /// The slowest client's time from healing to its first success.
+    slowest_recovery: Duration,
+}
+
+async fn run(store: Store) -> Run {
+    let seed = seed();
+    eprintln!("jepsen: seed {seed} (SILT_JEPSEN_SEED replays the nemesis)");
+    let cluster = Cluster::start(3, store);
+    Client::new(&cluster.any_url())
+        .create_topic(TOPIC, PARTITIONS)
+        .await;
+    let ctx = Ctx::new(cluster.clone());
+    let producing = CancellationToken::new();
+    let consuming = CancellationToken::new();
+    let drain_to: Arc<Mutex<Option<Vec<u64>>>> = Arc::default();
+    let committed: Arc<Mutex<BTreeMap<u32, u64>>> = Arc::default();
+
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|n| tokio::spawn(workload::producer(ctx.clone(), n, 10, producing.clone())))
+        .collect();
+    let mut consumers: Vec<_> = (0..TAILERS)
+        .map(|n| {
+            tokio::spawn(workload::tailer(
+                ctx.clone(),
+                n,
+                PARTITIONS,
+                drain_to.clone(),
+                consuming.clone(),
+            ))
+        })
+        .collect();
+    consumers.extend((0..MEMBERS).map(|n| {
+        tokio::spawn(workload::member(
+            ctx.clone(),
+            n,
+            drain_to.clone(),
+            committed.clone(),
+            consuming.clone(),
+        ))
+    }));
+
+    // Faults, then a calm period in which every client must progress.
+    let faulting = CancellationToken::new();
+    let nemesis = tokio::spawn(nemesis(cluster.clone(), seed, faulting.clone()));
+    tokio::time::sleep(Duration::from_secs(fault_secs())).await;
+    faulting.cancel();
+    let faults = nemesis.await.unwrap();
+    let healed = Instant::now();
+    let deadline = healed + Duration::from_secs(30);
+    let slowest_recovery = loop {
+        let progress = ctx.progress.lock().clone();
+        let recovered = progress.len() == PRODUCERS + TAILERS + MEMBERS
+            && progress.values().all(|t| *t > healed);
+        if recovered {
+            break progress.values().max().unwrap().duration_since(healed);
+        }
+        let stuck: Vec<_> = progress
+            .iter()
+            .filter(|(_, t)| **t <= healed)
+            .map(|(n, _)| n.clone())
+            .collect();
+        assert!(
+            Instant::now() < deadline,
+            "no progress 30 s after healing: {stuck:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Stop producing; consumers drain to the final high-watermarks.
+    producing.cancel();
+    for p in producers {
+        p.await.unwrap();
+    }
+    let client = Client::new(&cluster.any_url());
+    let hwm = client.high_watermarks(TOPIC).await;
+    *drain_to.lock() = Some(hwm.clone());
+    consuming.cancel();
+    let drained = tokio::time::timeout(Duration::from_secs(60), async {
+        for c in consumers {
+            c.await.unwrap();
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "consumers did not drain to {hwm:?} within 60 s");
+
+    let mut log: FinalLog = Vec::new();
+    for (p, &until) in hwm.iter().enumerate() {
+        let records = client.read_all(TOPIC, p as u32, 0, until).await;
+        log.push(
+            records
+                .iter()
+                .map(|r| {
+                    (
+                        r["offset"].as_u64().unwrap(),
+                        r["value"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect(),
+        );
+    }
+    let report = check(&ctx.history, &log);
+    Run {
+        report,
+        faults,
+        slowest_recovery,
+    }
+}
+
+fn judge(name: &str, r: Run) {
+    eprintln!(
+        "jepsen {name}: {} kills, {} pauses; recovered within {:?}; {}",
+        r.faults.kills, r.faults.pauses, r.slowest_recovery, r.report
+    );
+    assert!(r.report.is_valid(), "anomalies: {}", r.report);
+    assert!(r.faults.kills + r.faults.pauses >= 3, "the nemesis hardly ran");
+    assert!(r.report.acked_records > 0 && r.report.commits > 0);
+    assert_eq!(
+        (r.report.refused_records, r.report.unknown_records),
+        (0, 0),
+        "every send is acknowledged in the end"
+    );
+}
+
+/// Three agents on local disk, killed and paused at random.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_killed_and_paused_on_local_disk() {
+    judge("local disk", run(Store::Local).await);
+}
+
+/// The same on the S3 server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_killed_and_paused_on_s3() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    judge("s3", run(Store::S3(garage)).await);
+}
