@@ -112,7 +112,9 @@ impl From<silt_segment::Error> for Error {
     fn from(e: silt_segment::Error) -> Self {
         use silt_segment::Error as S;
         match e {
-            S::Store(_) | S::Io(_) | S::InvalidUrl { .. } => Error::Storage(std::sync::Arc::new(e)),
+            S::Store(_) | S::Io(_) | S::InvalidUrl { .. } | S::Timeout { .. } => {
+                Error::Storage(std::sync::Arc::new(e))
+            }
             S::Corrupt { .. } | S::TooLarge { .. } | S::Encode(_) => {
                 Error::Corrupt(std::sync::Arc::new(e))
             }

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub fetch_records: Counter,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
+    /// Chunks read back damaged (bad checksum or length); each is read again.
+    pub corrupt_chunks: Counter,
     /// Membership changes (joins, leaves) this agent carried out.
     pub group_rebalances: Counter,
     /// Offset commits accepted (alone; transactions count as produce).
@@ -53,6 +55,7 @@ impl Metrics {
             fetch_records: Counter::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
+            corrupt_chunks: Counter::default(),
             group_rebalances: Counter::default(),
             group_commits: Counter::default(),
             produce_duplicates: Counter::default(),
@@ -114,6 +117,11 @@ impl Metrics {
             "cache_misses",
             "Read-cache misses (ranged GETs)",
             m.cache_misses.clone(),
+        );
+        r.register(
+            "corrupt_chunks",
+            "Chunks read back with a bad checksum or length (never served)",
+            m.corrupt_chunks.clone(),
         );
         r.register(
             "group_rebalances",

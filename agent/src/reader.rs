@@ -140,10 +140,44 @@ impl Reader {
             }
             Err(guard) => {
                 self.metrics.cache_misses.inc();
-                let range = e.byte_offset..e.byte_offset + u64::from(e.byte_len);
-                let bytes = self.storage.get_range(&e.object, range).await?;
+                let bytes = self.fetch_valid(e).await?;
                 let _ = guard.insert(bytes.clone());
                 Ok(bytes)
+            }
+        }
+    }
+
+    /// Reads a chunk and checks its length and checksums before anything
+    /// trusts or caches it. Bytes damaged in transit are read once more; a
+    /// chunk damaged twice is an error, never served. Archive files (no
+    /// segment chunks) are checked by their own decoder.
+    async fn fetch_valid(&self, e: &IndexEntry) -> Result<Bytes> {
+        let range = e.byte_offset..e.byte_offset + u64::from(e.byte_len);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let bytes = self.storage.get_range(&e.object, range.clone()).await?;
+            let checked = if bytes.len() != e.byte_len as usize {
+                Err(silt_segment::Error::Corrupt {
+                    what: "chunk",
+                    at: bytes.len(),
+                    reason: silt_segment::Reason::Truncated,
+                })
+            } else if e.record_count > 0 {
+                silt_segment::batch::validate_chunk(&bytes)
+            } else {
+                Ok(())
+            };
+            match checked {
+                Ok(()) => return Ok(bytes),
+                Err(err) if tries >= 2 => {
+                    self.metrics.corrupt_chunks.inc();
+                    return Err(err.into());
+                }
+                Err(err) => {
+                    self.metrics.corrupt_chunks.inc();
+                    tracing::warn!(object = %e.object, error = %err, "damaged chunk; reading it again");
+                }
             }
         }
     }

@@ -252,6 +252,9 @@ async fn exactly_once_under_metadata_faults() {
         conflict: 0.2,
         unknown_not_applied: 0.1,
         unknown_applied: 0.2,
+        begin_error: 0.05,
+        read_error: 0.02,
+        late_commit: 0.05,
     };
     let config = AgentConfig {
         flush_interval: Duration::from_millis(2),

@@ -15,18 +15,20 @@
 //! trace its own earlier commit would have left (a segment record, a topic's
 //! creation nonce) and returns that result instead of applying itself twice.
 //! Backoff is exponential with jitter drawn from an injected seed, and bounded
-//! by both an attempt count and a deadline (FoundationDB's 5 s transaction
-//! limit is per attempt; the deadline bounds the whole call).
+//! by both an attempt count and a deadline. Each attempt is bounded too
+//! (like FoundationDB's 5 s transaction limit): one abandoned before its
+//! commit is retried, one abandoned during its commit is an unknown result.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::Error;
-use crate::kv::{ErrorClass, Kv, Txn};
+use crate::kv::{ErrorClass, Kv, KvError, Txn};
 
 /// A boxed future borrowing the transaction.
 pub type TxnFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 't>>;
@@ -42,6 +44,10 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Give up once this much time has passed since the first attempt.
     pub deadline: Duration,
+    /// One attempt that takes longer is abandoned (FoundationDB's own
+    /// transaction limit is 5 s): before its commit as a retriable failure,
+    /// during it as an unknown result.
+    pub attempt_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -51,6 +57,7 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_millis(2),
             max_backoff: Duration::from_millis(500),
             deadline: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -128,13 +135,28 @@ impl Runner {
         let mut attempt = Attempt::default();
         let mut backoff = self.policy.initial_backoff;
         loop {
-            let result = async {
+            let committing = AtomicBool::new(false);
+            let bounded = tokio::time::timeout(self.policy.attempt_timeout, async {
                 let mut txn = self.kv.begin(read_only).await?;
                 let value = body(txn.as_mut(), attempt).await?;
+                committing.store(true, Ordering::Relaxed);
                 txn.commit().await?;
                 Ok::<T, Error>(value)
-            }
+            })
             .await;
+            let result = bounded.unwrap_or_else(|_| {
+                let class = if committing.load(Ordering::Relaxed) {
+                    ErrorClass::MaybeCommitted
+                } else {
+                    ErrorClass::Retryable
+                };
+                let timeout = self.policy.attempt_timeout;
+                Err(Error::Kv(KvError::new(
+                    class,
+                    "runner",
+                    format!("attempt timed out after {timeout:?}"),
+                )))
+            });
             let class = match &result {
                 Err(Error::Kv(e)) => e.class,
                 _ => return result,
@@ -167,5 +189,42 @@ impl Runner {
             tokio::time::sleep(sleep).await;
             backoff = (backoff * 2).min(self.policy.max_backoff);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+    use crate::sqlite::SqliteKv;
+
+    /// An attempt that hangs past its bound is abandoned and retried; the
+    /// call succeeds on the next attempt.
+    #[tokio::test]
+    async fn a_hung_attempt_is_abandoned_and_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = Arc::new(SqliteKv::open(dir.path().join("m.db")).unwrap());
+        let policy = RetryPolicy {
+            attempt_timeout: Duration::from_millis(50),
+            ..RetryPolicy::default()
+        };
+        let runner = Runner::new(kv, policy, 1);
+        let calls = AtomicU32::new(0);
+        let value = runner
+            .run("hang_once", true, |_txn, attempt| {
+                let first = calls.fetch_add(1, Ordering::Relaxed) == 0;
+                Box::pin(async move {
+                    if first {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                    Ok(attempt.number)
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, 1, "the second attempt answered");
+        assert_eq!(runner.stats()[0].1.retries, 1);
     }
 }

@@ -320,6 +320,12 @@ impl<'a> Iterator for Batches<'a> {
     }
 }
 
+/// Checks every batch header and checksum of a chunk without decoding its
+/// records: what a reader runs before trusting (and caching) bytes it got.
+pub fn validate_chunk(chunk: &[u8]) -> Result<()> {
+    Batches::new(chunk).try_for_each(|b| b.map(|_| ()))
+}
+
 /// Decodes every record in a chunk (batches laid end to end), adding
 /// `base_offset` to the chunk-relative offsets, and keeps those at or after
 /// `from`. `keep` returns false to stop early. Records share `chunk`'s

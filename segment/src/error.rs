@@ -23,6 +23,12 @@ pub enum Error {
     /// The object store failed.
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
+    /// An object-store call did not finish within its bound.
+    #[error("object store: {op} timed out after {after:?}")]
+    Timeout {
+        op: &'static str,
+        after: std::time::Duration,
+    },
     /// A local filesystem operation (fsync) failed.
     #[error("local storage: {0}")]
     Io(#[from] std::io::Error),

@@ -23,4 +23,4 @@ mod varint;
 
 pub use batch::{Header, Record};
 pub use compression::Compression;
-pub use error::{Error, Result};
+pub use error::{Error, Reason, Result};

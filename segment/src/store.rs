@@ -10,17 +10,27 @@
 //!   `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint).
 //!
 //! Keys are relative to the URL's prefix: `segments/<id>`, `archive/…`.
+//!
+//! Every call is bounded ([`Bounds`]): an S3 request attempt times out and
+//! is retried with exponential backoff and jitter, and a whole call —
+//! retries included, or a local operation on a hung disk — fails with
+//! [`Error::Timeout`] once its bound passes, so a caller never waits on the
+//! store without limit. Callers answer such failures as retriable.
 
+use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{
+    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+};
 
 use crate::error::{Error, Result};
 
@@ -30,6 +40,25 @@ pub struct ObjectStorage {
     inner: Arc<dyn ObjectStore>,
     prefix: Path,
     url: Arc<str>,
+    bounds: Bounds,
+}
+
+/// Time bounds on object-store calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// One S3 request attempt.
+    pub attempt: Duration,
+    /// A whole call, retries included.
+    pub call: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            attempt: Duration::from_secs(10),
+            call: Duration::from_secs(30),
+        }
+    }
 }
 
 /// One listed object.
@@ -45,6 +74,11 @@ pub struct ObjectInfo {
 impl ObjectStorage {
     /// Opens the store a URL names; see the module documentation.
     pub fn from_url(url: &str) -> Result<Self> {
+        Self::from_url_bounded(url, Bounds::default())
+    }
+
+    /// Opens the store a URL names, with these bounds on every call.
+    pub fn from_url_bounded(url: &str, bounds: Bounds) -> Result<Self> {
         let invalid = |reason: String| Error::InvalidUrl {
             url: url.to_owned(),
             reason,
@@ -63,15 +97,38 @@ impl ObjectStorage {
                     inner: Arc::new(fs),
                     prefix: Path::default(),
                     url: url.into(),
+                    bounds,
                 })
             }
-            "memory" => Ok(Self::memory()),
+            "memory" => Ok(Self {
+                bounds,
+                ..Self::memory()
+            }),
             "s3" => {
                 let bucket = parsed
                     .host_str()
                     .ok_or_else(|| invalid("missing bucket".into()))?;
+                // Set key by key: the environment's client options (such
+                // as AWS_ALLOW_HTTP) stay as they are.
                 let s3 = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
+                    .with_config(
+                        AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                        format!("{}ms", bounds.attempt.as_millis()),
+                    )
+                    .with_config(
+                        AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                        format!("{}ms", bounds.attempt.as_millis().min(2000)),
+                    )
+                    .with_retry(RetryConfig {
+                        backoff: BackoffConfig {
+                            init_backoff: Duration::from_millis(50),
+                            max_backoff: Duration::from_secs(2),
+                            base: 2.0,
+                        },
+                        max_retries: 5,
+                        retry_timeout: bounds.call,
+                    })
                     .build()
                     .map_err(|e| invalid(e.to_string()))?;
                 let prefix = Path::from(parsed.path().trim_matches('/'));
@@ -79,6 +136,7 @@ impl ObjectStorage {
                     inner: Arc::new(s3),
                     prefix,
                     url: url.into(),
+                    bounds,
                 })
             }
             other => Err(invalid(format!(
@@ -93,6 +151,7 @@ impl ObjectStorage {
             inner: Arc::new(InMemory::new()),
             prefix: Path::default(),
             url: "memory://".into(),
+            bounds: Bounds::default(),
         }
     }
 
@@ -101,37 +160,59 @@ impl ObjectStorage {
         &self.url
     }
 
+    /// Runs one call within the call bound.
+    async fn bounded<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = object_store::Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.bounds.call, call).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(Error::Timeout {
+                op,
+                after: self.bounds.call,
+            }),
+        }
+    }
+
     fn path(&self, key: &str) -> Path {
         self.prefix.parts().chain(Path::from(key).parts()).collect()
     }
 
     /// Writes an object whole. Returns once it is durable.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
-        self.inner
-            .put(&self.path(key), PutPayload::from(bytes))
-            .await?;
+        self.bounded(
+            "put",
+            self.inner.put(&self.path(key), PutPayload::from(bytes)),
+        )
+        .await?;
         Ok(())
     }
 
     /// Reads a byte range of an object (one ranged GET).
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
-        Ok(self.inner.get_range(&self.path(key), range).await?)
+        self.bounded("get", self.inner.get_range(&self.path(key), range))
+            .await
     }
 
     /// Deletes an object; deleting a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<()> {
-        match self.inner.delete(&self.path(key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.bounded("delete", async {
+            match self.inner.delete(&self.path(key)).await {
+                Err(object_store::Error::NotFound { .. }) => Ok(()),
+                other => other,
+            }
+        })
+        .await
     }
 
     /// Lists the objects under `prefix` (relative to the store's prefix).
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let metas: Vec<_> = self
-            .inner
-            .list(Some(&self.path(prefix)))
-            .try_collect()
+            .bounded(
+                "list",
+                self.inner.list(Some(&self.path(prefix))).try_collect(),
+            )
             .await?;
         Ok(self.infos(metas))
     }
@@ -141,9 +222,12 @@ impl ObjectStorage {
     /// grow with the objects before it.
     pub async fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>> {
         let metas: Vec<_> = self
-            .inner
-            .list_with_offset(Some(&self.path(prefix)), &self.path(after))
-            .try_collect()
+            .bounded(
+                "list",
+                self.inner
+                    .list_with_offset(Some(&self.path(prefix)), &self.path(after))
+                    .try_collect(),
+            )
             .await?;
         let mut infos = self.infos(metas);
         infos.sort_by(|a, b| a.key.cmp(&b.key));
@@ -193,6 +277,29 @@ mod tests {
         s.delete("segments/a").await.unwrap();
         s.delete("segments/a").await.unwrap();
         assert!(s.list("segments").await.unwrap().is_empty());
+    }
+
+    /// A read that hangs (a FIFO nobody writes, like a hung disk) fails
+    /// with a timeout once the call bound passes.
+    #[tokio::test]
+    async fn a_hung_call_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("hang");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let url = url::Url::from_directory_path(dir.path()).unwrap();
+        let bounds = Bounds {
+            attempt: Duration::from_millis(100),
+            call: Duration::from_millis(200),
+        };
+        let s = ObjectStorage::from_url_bounded(url.as_str(), bounds).unwrap();
+        let err = s.get_range("hang", 0..4).await.unwrap_err();
+        assert!(matches!(err, Error::Timeout { op: "get", .. }), "{err}");
+        // Release the blocked reader thread so the runtime can shut down.
+        let _ = std::fs::write(&fifo, b"done");
     }
 
     #[test]

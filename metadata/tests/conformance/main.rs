@@ -61,6 +61,9 @@ async fn sqlite_faulty() -> Option<Fixture> {
         conflict: 0.2,
         unknown_not_applied: 0.1,
         unknown_applied: 0.2,
+        begin_error: 0.05,
+        read_error: 0.02,
+        late_commit: 0.05,
     };
     let kv = FaultyKv::new(inner, plan);
     let counts = kv.counts.clone();

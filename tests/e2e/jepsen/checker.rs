@@ -144,7 +144,9 @@ pub fn check(history: &History, log: &FinalLog) -> Report {
     let Observed { at, positions } = seen;
     for (pos, values) in &at {
         if values.len() > 1 {
-            r.found(Anomaly::InconsistentOffsets, || format!("{pos:?}: {values:?}"));
+            r.found(Anomaly::InconsistentOffsets, || {
+                format!("{pos:?}: {values:?}")
+            });
         }
     }
     for (v, pos) in &positions {
@@ -189,7 +191,10 @@ pub fn check(history: &History, log: &FinalLog) -> Report {
                 let prev = last_in_log.insert((s.producer, p), o);
                 if prev.is_some_and(|prev| prev >= o) {
                     r.found(Anomaly::Reordered, || {
-                        format!("producer {} partition {p}: {v} at {o} after {prev:?}", s.producer)
+                        format!(
+                            "producer {} partition {p}: {v} at {o} after {prev:?}",
+                            s.producer
+                        )
                     });
                 }
             }
@@ -216,11 +221,7 @@ impl<'h> Observed<'h> {
 }
 
 /// Poll order: per consumer and partition (and generation, for groups).
-fn check_polls(
-    polls: &[super::history::Poll],
-    commits: &[super::history::Commit],
-    r: &mut Report,
-) {
+fn check_polls(polls: &[super::history::Poll], commits: &[super::history::Commit], r: &mut Report) {
     let mut last: HashMap<(&str, u32, Option<u64>), u64> = HashMap::new();
     let mut delivered: HashMap<u32, HashSet<u64>> = HashMap::new();
     for poll in polls {

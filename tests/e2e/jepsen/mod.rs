@@ -41,7 +41,7 @@ fn seed() -> u64 {
     std::env::var("SILT_JEPSEN_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::random())
+        .unwrap_or_else(rand::random)
 }
 
 /// What a run did and found.
@@ -132,7 +132,10 @@ async fn run(store: Store) -> Run {
         }
     })
     .await;
-    assert!(drained.is_ok(), "consumers did not drain to {hwm:?} within 60 s");
+    assert!(
+        drained.is_ok(),
+        "consumers did not drain to {hwm:?} within 60 s"
+    );
 
     let mut log: FinalLog = Vec::new();
     for (p, &until) in hwm.iter().enumerate() {
@@ -163,7 +166,10 @@ fn judge(name: &str, r: Run) {
         r.faults.kills, r.faults.pauses, r.slowest_recovery, r.report
     );
     assert!(r.report.is_valid(), "anomalies: {}", r.report);
-    assert!(r.faults.kills + r.faults.pauses >= 3, "the nemesis hardly ran");
+    assert!(
+        r.faults.kills + r.faults.pauses >= 3,
+        "the nemesis hardly ran"
+    );
     assert!(r.report.acked_records > 0 && r.report.commits > 0);
     assert_eq!(
         (r.report.refused_records, r.report.unknown_records),

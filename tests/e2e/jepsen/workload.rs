@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +43,9 @@ impl Ctx {
     }
 
     fn ok(&self, client: &str) {
-        self.progress.lock().insert(client.to_owned(), Instant::now());
+        self.progress
+            .lock()
+            .insert(client.to_owned(), Instant::now());
     }
 }
 
@@ -54,7 +56,11 @@ struct Answer {
     body: Value,
 }
 
-async fn call(ctx: &Ctx, rng: &mut StdRng, req: impl Fn(&str) -> reqwest::RequestBuilder) -> Option<Answer> {
+async fn call(
+    ctx: &Ctx,
+    rng: &mut StdRng,
+    req: impl Fn(&str) -> reqwest::RequestBuilder,
+) -> Option<Answer> {
     let url = ctx.cluster.pick(rng);
     let res = req(&url).send().await.ok()?;
     let status = res.status().as_u16();
