@@ -155,7 +155,7 @@ impl Target {
             .map_err(|()| anyhow::anyhow!("bad dir"))?;
         std::fs::create_dir_all(dir.join("objects"))?;
         let meta = format!("sqlite://{}", dir.join("meta.db").display());
-        let (storage, md) = crate::server::open(objects.as_str(), &meta)?;
+        let (storage, md) = crate::server::open(objects.as_str(), &meta, Default::default())?;
         let state = crate::server::build(storage, md.clone(), &a.tuning)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

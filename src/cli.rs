@@ -301,9 +301,33 @@ pub struct Tuning {
     /// the longest long-poll (`wait_ms`, at most 60 s).
     #[arg(long, env = "SILT_IDLE_TIMEOUT_SECS", default_value_t = 120)]
     pub idle_timeout_secs: u64,
+    /// One object-store request attempt times out after this long, and is
+    /// retried with exponential backoff and jitter.
+    #[arg(
+        long,
+        env = "SILT_OBJECT_STORE_ATTEMPT_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub object_store_attempt_timeout_ms: u64,
+    /// A whole object-store call, retries included, fails after this long;
+    /// the request that needed it is answered 503 with Retry-After.
+    #[arg(
+        long,
+        env = "SILT_OBJECT_STORE_CALL_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub object_store_call_timeout_ms: u64,
 }
 
 impl Tuning {
+    /// Time bounds on object-store calls.
+    pub fn store_bounds(&self) -> silt_segment::store::Bounds {
+        silt_segment::store::Bounds {
+            attempt: Duration::from_millis(self.object_store_attempt_timeout_ms.max(1)),
+            call: Duration::from_millis(self.object_store_call_timeout_ms.max(1)),
+        }
+    }
+
     pub fn agent_config(&self) -> anyhow::Result<AgentConfig> {
         anyhow::ensure!(self.flush_bytes > 0, "--flush-bytes must be positive");
         anyhow::ensure!(

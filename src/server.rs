@@ -10,7 +10,7 @@ use silt_agent::{Agent, Metrics, SystemEnv};
 use silt_api::{AppState, HttpMetrics};
 use silt_metadata::Metadata;
 use silt_metadata::runner::RetryPolicy;
-use silt_segment::store::ObjectStorage;
+use silt_segment::store::{Bounds, ObjectStorage};
 use tokio::net::TcpListener;
 
 use crate::cli::{AgentArgs, CompactorArgs, DevArgs, Tuning};
@@ -51,7 +51,7 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
 /// with `--once`, runs every job once and prints what it did.
 pub async fn compactor(a: CompactorArgs) -> anyhow::Result<()> {
     let (objects, metadata) = a.urls()?;
-    let (storage, md) = open(&objects, &metadata)?;
+    let (storage, md) = open(&objects, &metadata, Bounds::default())?;
     let mut registry = Registry::default();
     let metrics = CompactorMetrics::new(&mut registry);
     let compactor = new_compactor(a.tuning.config()?, md, storage, metrics, a.holder_id);
@@ -135,9 +135,13 @@ pub fn url_for_dir(dir: &std::path::Path) -> anyhow::Result<String> {
 }
 
 /// Opens the object store and the metadata store that URLs name.
-pub fn open(objects: &str, metadata: &str) -> anyhow::Result<(ObjectStorage, Arc<Metadata>)> {
-    let storage =
-        ObjectStorage::from_url(objects).with_context(|| format!("object store {objects}"))?;
+pub fn open(
+    objects: &str,
+    metadata: &str,
+    bounds: Bounds,
+) -> anyhow::Result<(ObjectStorage, Arc<Metadata>)> {
+    let storage = ObjectStorage::from_url_bounded(objects, bounds)
+        .with_context(|| format!("object store {objects}"))?;
     let kv = silt_metadata::open_kv(metadata).with_context(|| format!("metadata {metadata}"))?;
     Ok((
         storage,
@@ -181,7 +185,7 @@ async fn serve(
     tuning: &Tuning,
     compactor: Option<CompactorConfig>,
 ) -> anyhow::Result<()> {
-    let (storage, md) = open(objects, metadata)?;
+    let (storage, md) = open(objects, metadata, tuning.store_bounds())?;
     let mut registry = Registry::default();
     // `silt dev` runs the compactor in the same process, its metrics beside the agent's.
     let compactor = compactor.map(|c| (c, CompactorMetrics::new(&mut registry)));

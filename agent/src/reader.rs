@@ -29,6 +29,9 @@ impl Weighter<ChunkKey, Bytes> for ByteWeight {
     }
 }
 
+/// Reads of one chunk before damaged bytes are reported as an error.
+const READ_ATTEMPTS: u32 = 3;
+
 /// What one fetch may return.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -147,9 +150,10 @@ impl Reader {
         }
     }
 
-    /// Reads a chunk and checks its length and checksums before anything
-    /// trusts or caches it. Bytes damaged in transit are read once more; a
-    /// chunk damaged twice is an error, never served. Archive files (no
+    /// Reads a chunk and checks its length, checksums and offsets before
+    /// anything trusts or caches it. Bytes damaged in transit are read
+    /// again, up to [`READ_ATTEMPTS`] times in all; damaged bytes are an
+    /// error, never served. Archive files (no
     /// segment chunks) are checked by their own decoder.
     async fn fetch_valid(&self, e: &IndexEntry) -> Result<Bytes> {
         let range = e.byte_offset..e.byte_offset + u64::from(e.byte_len);
@@ -164,13 +168,13 @@ impl Reader {
                     reason: silt_segment::Reason::Truncated,
                 })
             } else if e.record_count > 0 {
-                silt_segment::batch::validate_chunk(&bytes)
+                silt_segment::batch::validate_chunk(&bytes, e.record_count)
             } else {
                 Ok(())
             };
             match checked {
                 Ok(()) => return Ok(bytes),
-                Err(err) if tries >= 2 => {
+                Err(err) if tries >= READ_ATTEMPTS => {
                     self.metrics.corrupt_chunks.inc();
                     return Err(err.into());
                 }

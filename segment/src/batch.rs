@@ -320,10 +320,33 @@ impl<'a> Iterator for Batches<'a> {
     }
 }
 
-/// Checks every batch header and checksum of a chunk without decoding its
-/// records: what a reader runs before trusting (and caching) bytes it got.
-pub fn validate_chunk(chunk: &[u8]) -> Result<()> {
-    Batches::new(chunk).try_for_each(|b| b.map(|_| ()))
+/// Checks a chunk without decoding its records: every batch's header and
+/// checksum, and — since Kafka's checksum does not cover a batch's base
+/// offset — that the batches' offsets run densely from 0 to exactly
+/// `record_count`. What a reader runs before trusting (and caching) bytes.
+pub fn validate_chunk(chunk: &[u8], record_count: u32) -> Result<()> {
+    let mut next = 0i64;
+    let mut at = 0;
+    for batch in Batches::new(chunk) {
+        let (header, bytes) = batch?;
+        if header.base_offset != next || header.last_offset_delta < 0 {
+            return Err(corrupt(
+                "chunk",
+                at,
+                Reason::Other("batch offsets are not dense"),
+            ));
+        }
+        next += i64::from(header.last_offset_delta) + 1;
+        at += bytes.len();
+    }
+    if next != i64::from(record_count) {
+        return Err(corrupt(
+            "chunk",
+            at,
+            Reason::Other("record count differs from the index"),
+        ));
+    }
+    Ok(())
 }
 
 /// Decodes every record in a chunk (batches laid end to end), adding
@@ -396,6 +419,26 @@ mod tests {
             Just(Compression::Lz4),
             Just(Compression::Zstd)
         ]
+    }
+
+    /// Kafka's checksum does not cover a batch's base offset: a flipped bit
+    /// there must still be caught, as must a count that differs from the
+    /// index's.
+    #[test]
+    fn validation_catches_what_the_checksum_cannot() {
+        let recs: Vec<Record> = (0..5).map(|_| Record::default()).collect();
+        let mut chunk = Vec::new();
+        encode(&mut chunk, 0, &recs[..2], Compression::None).unwrap();
+        let second = chunk.len();
+        encode(&mut chunk, 2, &recs[2..], Compression::Lz4).unwrap();
+        validate_chunk(&chunk, 5).unwrap();
+        assert!(validate_chunk(&chunk, 6).is_err());
+        let mut flipped = chunk.clone();
+        flipped[second + 4] ^= 0x20; // inside the second batch's base offset
+        assert!(validate_chunk(&flipped, 5).is_err());
+        let mut flipped = chunk;
+        flipped[3] ^= 0x01; // the first batch's base offset
+        assert!(validate_chunk(&flipped, 5).is_err());
     }
 
     fn decode_all(chunk: &[u8], base: u64) -> Result<Vec<(u64, Record)>> {

@@ -10,19 +10,23 @@ use rand::{RngExt, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 use crate::common::garage::Garage;
+use crate::common::s3_proxy::S3Proxy;
 use crate::common::{Silt, file_url, sqlite_url, tempdir};
 
 /// Where the agents keep their segments.
 pub enum Store {
     Local,
     S3(Garage),
+    /// The S3 server behind a fault-injecting proxy; agents get short
+    /// object-store timeouts so that held-back replies count as lost.
+    S3Proxied(Garage, S3Proxy),
 }
 
 /// The agents, and the URLs clients may use (updated as agents restart).
 pub struct Cluster {
     agents: Vec<Mutex<Silt>>,
     urls: RwLock<Vec<String>>,
-    _store: Store,
+    store: Store,
     _dir: tempfile::TempDir,
 }
 
@@ -30,23 +34,48 @@ impl Cluster {
     pub fn start(n: usize, store: Store) -> Arc<Self> {
         let dir = tempdir();
         let meta = sqlite_url(dir.path().join("meta.db"));
-        let (objects, envs) = match &store {
-            Store::Local => (file_url(&dir.path().join("objects")), Vec::new()),
-            Store::S3(g) => (format!("s3://{}/jepsen", g.bucket), g.env()),
+        let mut args: Vec<String> = ["agent", "--metadata", &meta].map(String::from).to_vec();
+        let envs = match &store {
+            Store::Local => {
+                args.extend([
+                    "--object-store".into(),
+                    file_url(&dir.path().join("objects")),
+                ]);
+                Vec::new()
+            }
+            Store::S3(g) => {
+                args.extend(["--object-store".into(), format!("s3://{}/jepsen", g.bucket)]);
+                g.env()
+            }
+            Store::S3Proxied(g, proxy) => {
+                args.extend(
+                    [
+                        "--object-store",
+                        &format!("s3://{}/jepsen", g.bucket),
+                        "--object-store-attempt-timeout-ms",
+                        "1000",
+                        "--object-store-call-timeout-ms",
+                        "10000",
+                    ]
+                    .map(String::from),
+                );
+                let mut env = g.env();
+                for (k, v) in &mut env {
+                    if k == "AWS_ENDPOINT_URL" {
+                        v.clone_from(&proxy.endpoint);
+                    }
+                }
+                env
+            }
         };
         let agents: Vec<Silt> = (0..n)
-            .map(|_| {
-                let args = ["agent", "--object-store", &objects, "--metadata", &meta]
-                    .map(String::from)
-                    .to_vec();
-                Silt::spawn(args, envs.clone())
-            })
+            .map(|_| Silt::spawn(args.clone(), envs.clone()))
             .collect();
         let urls = agents.iter().map(|a| a.url.clone()).collect();
         Arc::new(Self {
             agents: agents.into_iter().map(Mutex::new).collect(),
             urls: RwLock::new(urls),
-            _store: store,
+            store,
             _dir: dir,
         })
     }
@@ -56,6 +85,14 @@ impl Cluster {
     pub fn pick(&self, rng: &mut impl RngExt) -> String {
         let urls = self.urls.read();
         urls[rng.random_range(0..urls.len())].clone()
+    }
+
+    /// The fault-injecting proxy, if the agents are behind one.
+    pub fn proxy(&self) -> Option<&S3Proxy> {
+        match &self.store {
+            Store::S3Proxied(_, p) => Some(p),
+            _ => None,
+        }
     }
 
     pub fn any_url(&self) -> String {

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::common::Client;
 use crate::common::garage::Garage;
+use crate::common::s3_proxy::{S3Faults, S3Proxy};
 use checker::{FinalLog, Report, check};
 use cluster::{Cluster, Faults, Store, nemesis};
 use workload::{Ctx, TOPIC};
@@ -44,15 +45,25 @@ fn seed() -> u64 {
         .unwrap_or_else(rand::random)
 }
 
+/// What breaks during the fault phase.
+enum Nemesis {
+    /// Agents SIGKILLed and SIGSTOPped at random.
+    KillAndPause,
+    /// The object store fails (through the cluster's S3 proxy).
+    ObjectStore(S3Faults),
+}
+
 /// What a run did and found.
 struct Run {
     report: Report,
     faults: Faults,
+    /// What the S3 proxy injected, if there was one.
+    store_faults: Option<String>,
     /// The slowest client's time from healing to its first success.
     slowest_recovery: Duration,
 }
 
-async fn run(store: Store) -> Run {
+async fn run(store: Store, nemesis_kind: Nemesis) -> Run {
     let seed = seed();
     eprintln!("jepsen: seed {seed} (SILT_JEPSEN_SEED replays the nemesis)");
     let cluster = Cluster::start(3, store);
@@ -90,11 +101,24 @@ async fn run(store: Store) -> Run {
     }));
 
     // Faults, then a calm period in which every client must progress.
-    let faulting = CancellationToken::new();
-    let nemesis = tokio::spawn(nemesis(cluster.clone(), seed, faulting.clone()));
-    tokio::time::sleep(Duration::from_secs(fault_secs())).await;
-    faulting.cancel();
-    let faults = nemesis.await.unwrap();
+    let faults = match nemesis_kind {
+        Nemesis::KillAndPause => {
+            let faulting = CancellationToken::new();
+            let nemesis = tokio::spawn(nemesis(cluster.clone(), seed, faulting.clone()));
+            tokio::time::sleep(Duration::from_secs(fault_secs())).await;
+            faulting.cancel();
+            nemesis.await.unwrap()
+        }
+        Nemesis::ObjectStore(faults) => {
+            let proxy = cluster
+                .proxy()
+                .expect("an object-store nemesis needs the S3 proxy");
+            proxy.set_faults(faults);
+            tokio::time::sleep(Duration::from_secs(fault_secs())).await;
+            proxy.set_faults(S3Faults::default());
+            Faults::default()
+        }
+    };
     let healed = Instant::now();
     let deadline = healed + Duration::from_secs(30);
     let slowest_recovery = loop {
@@ -156,20 +180,21 @@ async fn run(store: Store) -> Run {
     Run {
         report,
         faults,
+        store_faults: cluster.proxy().map(|p| p.injected.summary()),
         slowest_recovery,
     }
 }
 
 fn judge(name: &str, r: Run) {
     eprintln!(
-        "jepsen {name}: {} kills, {} pauses; recovered within {:?}; {}",
-        r.faults.kills, r.faults.pauses, r.slowest_recovery, r.report
+        "jepsen {name}: {} kills, {} pauses; object store: {}; recovered within {:?}; {}",
+        r.faults.kills,
+        r.faults.pauses,
+        r.store_faults.as_deref().unwrap_or("no faults"),
+        r.slowest_recovery,
+        r.report
     );
     assert!(r.report.is_valid(), "anomalies: {}", r.report);
-    assert!(
-        r.faults.kills + r.faults.pauses >= 3,
-        "the nemesis hardly ran"
-    );
     assert!(r.report.acked_records > 0 && r.report.commits > 0);
     assert_eq!(
         (r.report.refused_records, r.report.unknown_records),
@@ -181,7 +206,12 @@ fn judge(name: &str, r: Run) {
 /// Three agents on local disk, killed and paused at random.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_killed_and_paused_on_local_disk() {
-    judge("local disk", run(Store::Local).await);
+    let r = run(Store::Local, Nemesis::KillAndPause).await;
+    assert!(
+        r.faults.kills + r.faults.pauses >= 3,
+        "the nemesis hardly ran"
+    );
+    judge("local disk", r);
 }
 
 /// The same on the S3 server.
@@ -190,5 +220,38 @@ async fn agents_killed_and_paused_on_s3() {
     let Some(garage) = Garage::start() else {
         return;
     };
-    judge("s3", run(Store::S3(garage)).await);
+    let r = run(Store::S3(garage), Nemesis::KillAndPause).await;
+    assert!(
+        r.faults.kills + r.faults.pauses >= 3,
+        "the nemesis hardly ran"
+    );
+    judge("s3", r);
+}
+
+/// The S3 server failing under three agents: 503s, slow answers (PUTs
+/// completing out of order), PUTs whose answer is lost after they were
+/// stored, and GETs with a flipped bit or cut short — which checksums must
+/// catch, never serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_object_store_fails_slows_and_corrupts() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    let proxy = S3Proxy::start(&garage.endpoint, S3Faults::default(), seed()).await;
+    let injected = proxy.injected.clone();
+    let faults = S3Faults {
+        unavailable: 0.05,
+        slow: 0.05,
+        lost_reply: 0.03,
+        corrupt: 0.05,
+        truncate: 0.03,
+        lost_reply_delay: Duration::from_millis(1500),
+    };
+    let r = run(
+        Store::S3Proxied(garage, proxy),
+        Nemesis::ObjectStore(faults),
+    )
+    .await;
+    assert!(injected.total() >= 20, "few faults: {}", injected.summary());
+    judge("s3 faults", r);
 }
