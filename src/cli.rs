@@ -301,6 +301,11 @@ pub struct Tuning {
     /// the longest long-poll (`wait_ms`, at most 60 s).
     #[arg(long, env = "SILT_IDLE_TIMEOUT_SECS", default_value_t = 120)]
     pub idle_timeout_secs: u64,
+    /// A request body must arrive whole within this many seconds (408).
+    /// Bodies being read also count against --max-inflight-bytes, so slow
+    /// uploads cannot hold more memory than that.
+    #[arg(long, env = "SILT_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_timeout_secs: u64,
     /// One object-store request attempt times out after this long, and is
     /// retried with exponential backoff and jitter.
     #[arg(
@@ -347,6 +352,8 @@ impl Tuning {
     pub fn api_config(&self) -> ApiConfig {
         ApiConfig {
             max_request_bytes: self.max_request_bytes,
+            body_timeout: Duration::from_secs(self.body_timeout_secs.max(1)),
+            body_budget_bytes: self.max_inflight_bytes,
             ..ApiConfig::default()
         }
     }

@@ -170,12 +170,7 @@ fn build_with(
     let metrics = Metrics::new(&mut registry);
     let http = HttpMetrics::new(&mut registry);
     let agent = Agent::start(tuning.agent_config()?, md, storage, env, metrics);
-    Ok(AppState {
-        agent,
-        config: Arc::new(tuning.api_config()),
-        registry: Arc::new(registry),
-        http,
-    })
+    Ok(AppState::new(agent, tuning.api_config(), registry, http))
 }
 
 async fn serve(

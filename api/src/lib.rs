@@ -4,6 +4,7 @@
 //! Every error is an RFC 9457 problem with a stable `code` ([`problem`]);
 //! every body, batch and wait has a documented bound ([`ApiConfig`]).
 
+pub mod bodies;
 pub mod extract;
 pub mod listener;
 mod metrics;
@@ -41,6 +42,11 @@ pub struct ApiConfig {
     pub max_fetch_bytes: usize,
     /// Maximum `wait_ms` of a long-poll.
     pub max_wait: Duration,
+    /// A request body must arrive whole within this (408 `request_timeout`).
+    pub body_timeout: Duration,
+    /// Bytes of request bodies all connections may hold at once (429
+    /// `overloaded` once spent); see [`bodies`].
+    pub body_budget_bytes: usize,
 }
 
 impl Default for ApiConfig {
@@ -55,6 +61,8 @@ impl Default for ApiConfig {
             default_fetch_bytes: 1 << 20,
             max_fetch_bytes: 16 << 20,
             max_wait: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            body_budget_bytes: 256 << 20,
         }
     }
 }
@@ -66,6 +74,19 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     pub registry: Arc<Registry>,
     pub http: HttpMetrics,
+    pub bodies: bodies::BodyBudget,
+}
+
+impl AppState {
+    pub fn new(agent: Agent, config: ApiConfig, registry: Registry, http: HttpMetrics) -> Self {
+        Self {
+            agent,
+            bodies: bodies::BodyBudget::new(config.body_budget_bytes),
+            config: Arc::new(config),
+            registry: Arc::new(registry),
+            http,
+        }
+    }
 }
 
 /// The whole API.
@@ -119,6 +140,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(routes::meta::not_found)
         .method_not_allowed_fallback(routes::meta::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            bodies::admit,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -30,12 +30,7 @@ fn state(dir: &tempfile::TempDir) -> AppState {
         env,
         metrics,
     );
-    AppState {
-        agent,
-        config: Arc::new(ApiConfig::default()),
-        registry: Arc::new(registry),
-        http,
-    }
+    AppState::new(agent, ApiConfig::default(), registry, http)
 }
 
 /// Creates a one-partition topic.

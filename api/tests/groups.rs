@@ -36,12 +36,7 @@ fn harness() -> Harness {
     };
     let agent = Agent::start(config, md, ObjectStorage::memory(), env.clone(), metrics);
     Harness {
-        state: AppState {
-            agent,
-            config: Arc::new(ApiConfig::default()),
-            registry: Arc::new(registry),
-            http,
-        },
+        state: AppState::new(agent, ApiConfig::default(), registry, http),
         env,
         _dir: dir,
     }

@@ -233,3 +233,65 @@ async fn idle_connections_cannot_hold_the_server() {
         start.elapsed()
     );
 }
+
+/// A body that stalls is answered 408 once the body deadline passes, and
+/// while it is being read its declared size counts against the budget: a
+/// second large body that does not fit is refused at once (429), before a
+/// byte of it is read; once the stalled one is gone, uploads fit again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_are_bounded_and_timed_out() {
+    use std::io::{Read, Write};
+    let dir = tempdir();
+    let silt = Silt::dev(
+        dir.path(),
+        &[
+            "--max-request-bytes",
+            "1000000",
+            "--max-inflight-bytes",
+            "1500000",
+            "--body-timeout-secs",
+            "1",
+        ],
+    );
+    let c = silt.client();
+    c.create_topic("slow", 1).await;
+    let addr = silt.url.trim_start_matches("http://").to_owned();
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    stalled
+        .write_all(
+            b"POST /v1/topics/slow/records HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{\"records\"",
+        )
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let big = vec![b' '; 900_000];
+    let a = c
+        .send(
+            c.http
+                .post(format!("{}/v1/topics/slow/records", c.base))
+                .header("content-type", "application/json")
+                .body(big.clone()),
+        )
+        .await;
+    assert_eq!(a.status, 429, "{:?}", a.body);
+    assert_eq!(a.body["code"], "overloaded");
+    assert!(a.retry_after.is_some());
+
+    let start = std::time::Instant::now();
+    stalled
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut head = [0u8; 12];
+    stalled.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 408", "the stalled body timed out");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+
+    let ok = c
+        .post(
+            "/v1/topics/slow/records",
+            &json!({"records": [{"value": "fits again"}]}),
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+}
