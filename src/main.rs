@@ -6,6 +6,7 @@ mod bench;
 mod bench_groups;
 mod cli;
 mod client;
+mod faults;
 mod groups;
 mod server;
 

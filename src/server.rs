@@ -143,6 +143,7 @@ pub fn open(
     let storage = ObjectStorage::from_url_bounded(objects, bounds)
         .with_context(|| format!("object store {objects}"))?;
     let kv = silt_metadata::open_kv(metadata).with_context(|| format!("metadata {metadata}"))?;
+    let kv = crate::faults::metadata(kv);
     Ok((
         storage,
         Arc::new(Metadata::new(kv, RetryPolicy::default(), rand::random())),
@@ -166,8 +167,13 @@ fn build_with(
     tuning: &Tuning,
     mut registry: Registry,
 ) -> anyhow::Result<AppState> {
-    let env = Arc::new(SystemEnv);
+    let env = crate::faults::env();
     let metrics = Metrics::new(&mut registry);
+    registry
+        .sub_registry_with_prefix("silt")
+        .register_collector(Box::new(silt_agent::metrics::MetadataTransactions(
+            md.clone(),
+        )));
     let http = HttpMetrics::new(&mut registry);
     let agent = Agent::start(tuning.agent_config()?, md, storage, env, metrics);
     Ok(AppState::new(agent, tuning.api_config(), registry, http))

@@ -63,3 +63,39 @@ impl Env for TestEnv {
         z ^ (z >> 31)
     }
 }
+
+/// The real clock, jumping by `jump_ms` back and forth: for `period` it
+/// reads `jump_ms` behind, then right, then `jump_ms` ahead, and again —
+/// what an agent sees when NTP steps its clock. For fault runs only.
+#[derive(Debug)]
+pub struct JumpingClock {
+    jump_ms: i64,
+    period: std::time::Duration,
+    start: std::time::Instant,
+}
+
+impl JumpingClock {
+    pub fn new(jump_ms: i64, period: std::time::Duration) -> Self {
+        Self {
+            jump_ms,
+            period,
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// The direction of the offset from the real clock now: -1, 0 or 1.
+    pub fn offset_ms(&self) -> i64 {
+        let phase = self.start.elapsed().as_millis() / self.period.as_millis().max(1);
+        (phase % 3) as i64 - 1
+    }
+}
+
+impl Env for JumpingClock {
+    fn now_ms(&self) -> i64 {
+        SystemEnv.now_ms() + self.offset_ms() * self.jump_ms
+    }
+
+    fn random_u64(&self) -> u64 {
+        SystemEnv.random_u64()
+    }
+}

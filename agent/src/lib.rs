@@ -38,7 +38,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use config::AgentConfig;
-pub use env::{Env, SystemEnv, TestEnv};
+pub use env::{Env, JumpingClock, SystemEnv, TestEnv};
 pub use error::{Error, ErrorKind, Result};
 pub use metrics::Metrics;
 pub use produce::{

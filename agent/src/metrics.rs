@@ -141,3 +141,45 @@ impl Metrics {
         m
     }
 }
+
+/// Metadata transactions by name — runs, retries (conflicts, unknown
+/// results, transient errors, abandoned attempts) and failures — read from
+/// the metadata store's own counters at each scrape.
+#[derive(Debug)]
+pub struct MetadataTransactions(pub std::sync::Arc<silt_metadata::Metadata>);
+
+impl prometheus_client::collector::Collector for MetadataTransactions {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        type Pick = fn(&silt_metadata::runner::TxnStats) -> u64;
+        let stats = self.0.transaction_stats();
+        let series: [(&str, &str, Pick); 3] = [
+            ("metadata_transactions", "Metadata transactions run", |s| {
+                s.runs
+            }),
+            (
+                "metadata_transaction_retries",
+                "Metadata transaction attempts after the first (conflicts, unknown results, transient errors, timeouts)",
+                |s| s.retries,
+            ),
+            (
+                "metadata_transaction_failures",
+                "Metadata transactions that gave up or failed for good",
+                |s| s.failures,
+            ),
+        ];
+        for (name, help, pick) in series {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (txn, s) in &stats {
+                let labels = [("txn", *txn)];
+                ConstCounter::new(pick(s)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -131,6 +131,13 @@ impl Silt {
         *self = Self::spawn(self.args.clone(), self.envs.clone());
     }
 
+    /// Stops (SIGTERM) and starts again with the same arguments but these
+    /// environment variables (a new port).
+    pub fn restart_with_env(&mut self, envs: Vec<(String, String)>) {
+        self.stop();
+        *self = Self::spawn(self.args.clone(), envs);
+    }
+
     /// Stops and starts again with the same arguments (a new port).
     pub fn restart(&mut self) {
         self.stop();

@@ -27,11 +27,26 @@ pub struct Cluster {
     agents: Vec<Mutex<Silt>>,
     urls: RwLock<Vec<String>>,
     store: Store,
+    /// The environment of agents without injected faults.
+    calm_env: Vec<(String, String)>,
+    /// How many agents (the first ones) were started with fault settings.
+    faulty: usize,
     _dir: tempfile::TempDir,
 }
 
 impl Cluster {
     pub fn start(n: usize, store: Store) -> Arc<Self> {
+        Self::start_with_faults(n, store, &[], 0)
+    }
+
+    /// Starts `n` agents, the first `faulty` of them with `fault_env` set
+    /// (see `src/faults.rs`), until [`Cluster::calm`].
+    pub fn start_with_faults(
+        n: usize,
+        store: Store,
+        fault_env: &[(&str, &str)],
+        faulty: usize,
+    ) -> Arc<Self> {
         let dir = tempdir();
         let meta = sqlite_url(dir.path().join("meta.db"));
         let mut args: Vec<String> = ["agent", "--metadata", &meta].map(String::from).to_vec();
@@ -69,15 +84,59 @@ impl Cluster {
             }
         };
         let agents: Vec<Silt> = (0..n)
-            .map(|_| Silt::spawn(args.clone(), envs.clone()))
+            .map(|i| {
+                let mut env = envs.clone();
+                if i < faulty {
+                    env.extend(
+                        fault_env
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string())),
+                    );
+                }
+                Silt::spawn(args.clone(), env)
+            })
             .collect();
         let urls = agents.iter().map(|a| a.url.clone()).collect();
         Arc::new(Self {
             agents: agents.into_iter().map(Mutex::new).collect(),
             urls: RwLock::new(urls),
             store,
+            calm_env: envs,
+            faulty,
             _dir: dir,
         })
+    }
+
+    /// The sum over the agents' `/metrics` of every sample of `metric`.
+    pub async fn scrape_sum(&self, metric: &str) -> u64 {
+        let urls = self.urls.read().clone();
+        let mut sum = 0.0;
+        for url in urls {
+            let Ok(res) = reqwest::get(format!("{url}/metrics")).await else {
+                continue;
+            };
+            let text = res.text().await.unwrap_or_default();
+            for line in text.lines() {
+                let name = line.split(['{', ' ']).next().unwrap_or_default();
+                if name == metric {
+                    let value = line.rsplit(' ').next().unwrap_or_default();
+                    sum += value.parse::<f64>().unwrap_or(0.0);
+                }
+            }
+        }
+        sum as u64
+    }
+
+    /// Restarts the agents started with fault settings without them.
+    pub async fn calm(self: &Arc<Self>) {
+        self.blocking(|c| {
+            for i in 0..c.faulty {
+                let mut a = c.agents[i].lock();
+                a.restart_with_env(c.calm_env.clone());
+                c.urls.write()[i] = a.url.clone();
+            }
+        })
+        .await;
     }
 
     /// A random agent's URL (possibly one that is down or paused: clients
@@ -128,6 +187,8 @@ impl Cluster {
 pub struct Faults {
     pub kills: usize,
     pub pauses: usize,
+    /// Metadata transaction retries the agents counted (from `/metrics`).
+    pub metadata_retries: u64,
 }
 
 /// Every 1 to 3 s, SIGKILLs a random agent (restarting it 0.5 to 1.5 s

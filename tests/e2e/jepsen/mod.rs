@@ -51,6 +51,9 @@ enum Nemesis {
     KillAndPause,
     /// The object store fails (through the cluster's S3 proxy).
     ObjectStore(S3Faults),
+    /// Faults the cluster's agents were started with (metadata faults,
+    /// clock jumps); they end when those agents restart without them.
+    Started,
 }
 
 /// What a run did and found.
@@ -64,9 +67,12 @@ struct Run {
 }
 
 async fn run(store: Store, nemesis_kind: Nemesis) -> Run {
+    run_on(Cluster::start(3, store), nemesis_kind).await
+}
+
+async fn run_on(cluster: Arc<Cluster>, nemesis_kind: Nemesis) -> Run {
     let seed = seed();
     eprintln!("jepsen: seed {seed} (SILT_JEPSEN_SEED replays the nemesis)");
-    let cluster = Cluster::start(3, store);
     Client::new(&cluster.any_url())
         .create_topic(TOPIC, PARTITIONS)
         .await;
@@ -117,6 +123,17 @@ async fn run(store: Store, nemesis_kind: Nemesis) -> Run {
             tokio::time::sleep(Duration::from_secs(fault_secs())).await;
             proxy.set_faults(S3Faults::default());
             Faults::default()
+        }
+        Nemesis::Started => {
+            tokio::time::sleep(Duration::from_secs(fault_secs())).await;
+            let metadata_retries = cluster
+                .scrape_sum("silt_metadata_transaction_retries_total")
+                .await;
+            cluster.calm().await;
+            Faults {
+                metadata_retries,
+                ..Faults::default()
+            }
         }
     };
     let healed = Instant::now();
@@ -187,9 +204,10 @@ async fn run(store: Store, nemesis_kind: Nemesis) -> Run {
 
 fn judge(name: &str, r: Run) {
     eprintln!(
-        "jepsen {name}: {} kills, {} pauses; object store: {}; recovered within {:?}; {}",
+        "jepsen {name}: {} kills, {} pauses, {} metadata retries; object store: {}; recovered within {:?}; {}",
         r.faults.kills,
         r.faults.pauses,
+        r.faults.metadata_retries,
         r.store_faults.as_deref().unwrap_or("no faults"),
         r.slowest_recovery,
         r.report
@@ -254,4 +272,27 @@ async fn the_object_store_fails_slows_and_corrupts() {
     .await;
     assert!(injected.total() >= 20, "few faults: {}", injected.summary());
     judge("s3 faults", r);
+}
+
+/// Every agent's metadata transactions fail about 10% of the time: errors
+/// on begin and reads, conflicts, unknown results applied or not, commits
+/// landing after the agent gave up on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_transactions_fail() {
+    let cluster = Cluster::start_with_faults(3, Store::Local, &[("SILT_FAULT_METADATA", "0.1")], 3);
+    let r = run_on(cluster, Nemesis::Started).await;
+    assert!(
+        r.faults.metadata_retries >= 100,
+        "few metadata faults met: {}",
+        r.faults.metadata_retries
+    );
+    judge("metadata faults", r);
+}
+
+/// One agent's clock jumps 60 s back and forth every 3 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_clock_jumps() {
+    let cluster =
+        Cluster::start_with_faults(3, Store::Local, &[("SILT_FAULT_CLOCK_JUMP_MS", "60000")], 1);
+    judge("clock jumps", run_on(cluster, Nemesis::Started).await);
 }
