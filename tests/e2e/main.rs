@@ -6,6 +6,7 @@ mod archive;
 mod bad_input;
 mod cli;
 mod common;
+mod disk_full;
 mod groups;
 mod jepsen;
 mod kafka_compat;
