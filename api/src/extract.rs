@@ -48,6 +48,14 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 }
 
 impl JsonBody {
+    /// [`JsonBody::parse`] with its lists bounded while parsing.
+    pub fn parse_bounded<'a, T: Deserialize<'a>>(
+        &'a self,
+        limits: crate::bounded::ListLimits,
+    ) -> Result<T, Problem> {
+        crate::bounded::parse_bounded(limits, || self.parse())
+    }
+
     /// Syntax errors are `invalid_json`, shape errors `invalid_request`.
     pub fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Problem> {
         let mut de = serde_json::Deserializer::from_slice(&self.0);

@@ -5,6 +5,7 @@
 //! every body, batch and wait has a documented bound ([`ApiConfig`]).
 
 pub mod bodies;
+pub mod bounded;
 pub mod extract;
 pub mod listener;
 mod metrics;

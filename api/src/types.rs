@@ -6,6 +6,7 @@
 //! padded) it carries arbitrary bytes. `null` is a null key, a tombstone
 //! value, or a null header value.
 
+use crate::bounded::{Bounded, HeaderList, RecordList};
 use std::borrow::Cow;
 
 use base64::Engine;
@@ -156,7 +157,7 @@ pub struct RecordIn<'a> {
     #[serde(default)]
     pub partition: Option<u32>,
     #[serde(default, borrow)]
-    pub headers: Vec<HeaderIn<'a>>,
+    pub headers: Bounded<HeaderIn<'a>, HeaderList>,
     #[serde(default)]
     pub timestamp: Option<i64>,
 }
@@ -165,7 +166,7 @@ pub struct RecordIn<'a> {
 #[serde(deny_unknown_fields)]
 pub struct ProduceBody<'a> {
     #[serde(borrow)]
-    pub records: Vec<RecordIn<'a>>,
+    pub records: Bounded<RecordIn<'a>, RecordList>,
     /// An idempotent producer's identity and this request's sequence.
     #[serde(default)]
     pub producer: Option<ProducerSeq>,
@@ -196,18 +197,19 @@ impl RecordIn<'_> {
         i: usize,
         limits: &ProduceLimits,
     ) -> Result<ProduceRecord, Problem> {
-        if self.headers.len() > limits.max_headers {
+        if self.headers.0.len() > limits.max_headers {
             return Err(Problem::bad_request(
                 "too_many_headers",
                 format!(
                     "records[{i}] has {} headers; the limit is {}",
-                    self.headers.len(),
+                    self.headers.0.len(),
                     limits.max_headers
                 ),
             ));
         }
         let headers = self
             .headers
+            .into_vec()
             .into_iter()
             .map(|h| {
                 Ok(Header {
@@ -434,7 +436,7 @@ impl OffsetsIn {
 #[serde(deny_unknown_fields)]
 pub struct TransactionBody<'a> {
     #[serde(borrow)]
-    pub produce: Vec<RecordIn<'a>>,
+    pub produce: Bounded<RecordIn<'a>, RecordList>,
     pub commit: TransactionCommit,
     #[serde(default)]
     pub producer: Option<ProducerSeq>,

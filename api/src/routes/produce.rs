@@ -5,6 +5,7 @@
 //! `Idempotency-Key` header, so that a retry returns the original answer
 //! with `"duplicate": true` instead of writing twice.
 
+use crate::bounded::ListLimits;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,14 @@ impl Grouped {
                 records: std::mem::take(&mut b.records),
             })
             .collect()
+    }
+}
+
+/// The list limits of produce bodies, enforced while they are parsed.
+fn list_limits(s: &AppState) -> ListLimits {
+    ListLimits {
+        records: s.config.max_records_per_request,
+        headers: s.config.max_headers,
     }
 }
 
@@ -199,9 +208,16 @@ async fn produce_to(
     uri: &Uri,
     raw: JsonBody,
 ) -> ApiResult<axum::Json<ProduceResponse>> {
-    let body: ProduceBody<'_> = raw.parse()?;
+    let body: ProduceBody<'_> = raw.parse_bounded(list_limits(s))?;
     let idempotence = idempotence(headers, uri, &raw.0, body.producer)?;
-    let batches = group(s, Target::Path(topic, partition), enc, &raw.0, body.records)?.batches;
+    let batches = group(
+        s,
+        Target::Path(topic, partition),
+        enc,
+        &raw.0,
+        body.records.into_vec(),
+    )?
+    .batches;
     let answer = s
         .agent
         .produce_request(ProduceRequest {
@@ -285,9 +301,17 @@ pub async fn produce_multi(
     uri: Uri,
     raw: JsonBody,
 ) -> ApiResult<axum::Json<MultiProduceResponse>> {
-    let body: ProduceBody<'_> = raw.parse()?;
+    let body: ProduceBody<'_> = raw.parse_bounded(list_limits(&s))?;
     let idempotence = idempotence(&headers, &uri, &raw.0, body.producer)?;
-    produce_grouped(&s, q.encoding, &raw.0, body.records, idempotence, None).await
+    produce_grouped(
+        &s,
+        q.encoding,
+        &raw.0,
+        body.records.into_vec(),
+        idempotence,
+        None,
+    )
+    .await
 }
 
 /// `POST /v1/transactions`: output records and the input offsets of one
@@ -300,14 +324,14 @@ pub async fn transaction(
     uri: Uri,
     raw: JsonBody,
 ) -> ApiResult<axum::Json<MultiProduceResponse>> {
-    let body: TransactionBody<'_> = raw.parse()?;
+    let body: TransactionBody<'_> = raw.parse_bounded(list_limits(&s))?;
     let idempotence = idempotence(&headers, &uri, &raw.0, body.producer)?;
     let commit = body.commit.into_commit()?;
     produce_grouped(
         &s,
         q.encoding,
         &raw.0,
-        body.produce,
+        body.produce.into_vec(),
         idempotence,
         Some(commit),
     )
