@@ -29,7 +29,7 @@ impl ArchiveProgress {
         v
     }
 
-    fn decode(b: &[u8]) -> Result<Self> {
+    pub fn decode(b: &[u8]) -> Result<Self> {
         let mut r = Reader(b);
         (|| {
             r.version()?;

@@ -114,10 +114,7 @@ impl CommittedOffset {
     }
 }
 
-pub(crate) fn decode_json<T: for<'de> Deserialize<'de>>(
-    b: &[u8],
-    what: &'static str,
-) -> Result<T, Error> {
+pub fn decode_json<T: for<'de> Deserialize<'de>>(b: &[u8], what: &'static str) -> Result<T, Error> {
     serde_json::from_slice(b).map_err(|_| corrupt(what))
 }
 

@@ -13,7 +13,7 @@ use crate::Error;
 
 pub use groups::{
     CommittedOffset, GroupProtocol, GroupRecord, MAX_OFFSET_METADATA, MemberRecord, OffsetReset,
-    TopicAssignment,
+    TopicAssignment, decode_json,
 };
 pub use producers::{Answer, AnswerPart, IdempotencyRecord, ProducerRecord};
 
