@@ -301,6 +301,10 @@ pub struct Tuning {
     /// the longest long-poll (`wait_ms`, at most 60 s).
     #[arg(long, env = "SILT_IDLE_TIMEOUT_SECS", default_value_t = 120)]
     pub idle_timeout_secs: u64,
+    /// A request's headers must arrive within this many seconds of its
+    /// first byte, or the connection is closed.
+    #[arg(long, env = "SILT_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
     /// A request body must arrive whole within this many seconds (408).
     /// Bodies being read also count against --max-inflight-bytes, so slow
     /// uploads cannot hold more memory than that.

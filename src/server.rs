@@ -214,9 +214,12 @@ async fn serve(
         tuning.max_connections,
         Duration::from_secs(tuning.idle_timeout_secs.max(1)),
     );
-    let server = axum::serve(listener, silt_api::app(state))
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
-    let server = tokio::spawn(server.into_future());
+    let server = tokio::spawn(silt_api::server::serve(
+        listener,
+        silt_api::app(state),
+        Duration::from_secs(tuning.header_timeout_secs.max(1)),
+        stop.clone(),
+    ));
     shutdown_signal().await;
     tracing::info!("shutting down: flushing buffered records and answering producers");
     let grace = Duration::from_secs(tuning.shutdown_timeout_secs);
@@ -231,8 +234,7 @@ async fn serve(
         let _ = task.await;
     }
     match drained {
-        Ok(Ok(Ok(()))) => tracing::info!("stopped cleanly"),
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error during shutdown"),
+        Ok(Ok(())) => tracing::info!("stopped cleanly"),
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
         Err(_) => tracing::warn!(
             ?grace,

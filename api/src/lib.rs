@@ -11,6 +11,7 @@ pub mod listener;
 mod metrics;
 pub mod problem;
 mod routes;
+pub mod server;
 pub mod types;
 
 use std::sync::Arc;

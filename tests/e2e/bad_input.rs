@@ -295,3 +295,45 @@ async fn slow_bodies_are_bounded_and_timed_out() {
         .await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
 }
+
+/// A client that sends a request's headers a byte at a time (so the idle
+/// timeout never fires) is cut off by the header-read timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_trickled_byte_by_byte_are_cut_off() {
+    use std::io::{Read, Write};
+    let dir = tempdir();
+    let silt = Silt::dev(
+        dir.path(),
+        &["--header-timeout-secs", "1", "--idle-timeout-secs", "60"],
+    );
+    let addr = silt.url.trim_start_matches("http://").to_owned();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_millis(50)))
+        .unwrap();
+    let start = std::time::Instant::now();
+    let closed = loop {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the trickling client was never cut off"
+        );
+        if slow.write_all(b"a").is_err() {
+            break start.elapsed();
+        }
+        let mut buf = [0u8; 64];
+        match slow.read(&mut buf) {
+            Ok(_) => break start.elapsed(), // closed (0) or answered 408
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break start.elapsed(),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert!(
+        closed >= std::time::Duration::from_millis(800),
+        "{closed:?}"
+    );
+    // The server still serves others.
+    assert_eq!(silt.client().get("/healthz").await.status, 200);
+}
