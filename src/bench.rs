@@ -29,6 +29,11 @@ pub struct BenchArgs {
     /// Data directory for --embedded (default: a temporary directory).
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
+    /// Object store for --embedded instead of <data-dir>/objects, e.g.
+    /// s3://bucket/prefix (AWS_* variables as for `silt agent`), to compare
+    /// against the local disk in the same run.
+    #[arg(long, requires = "embedded")]
+    pub object_store: Option<String>,
     #[arg(long, default_value = "bench")]
     pub topic: String,
     #[arg(long, default_value_t = 6)]
@@ -151,9 +156,15 @@ impl Target {
             "disk: {:.0} / {:.0} / {:.0} MB/s",
             runs[0], runs[1], runs[2]
         );
-        let objects = url::Url::from_directory_path(dir.join("objects"))
-            .map_err(|()| anyhow::anyhow!("bad dir"))?;
-        std::fs::create_dir_all(dir.join("objects"))?;
+        let objects = match &a.object_store {
+            Some(url) => url.clone(),
+            None => {
+                std::fs::create_dir_all(dir.join("objects"))?;
+                url::Url::from_directory_path(dir.join("objects"))
+                    .map_err(|()| anyhow::anyhow!("bad dir"))?
+                    .to_string()
+            }
+        };
         let meta = format!("sqlite://{}", dir.join("meta.db").display());
         let (storage, md) = crate::server::open(objects.as_str(), &meta, Default::default())?;
         let state = crate::server::build(storage, md.clone(), &a.tuning)?;
