@@ -95,6 +95,7 @@ pub struct GroupFetch {
 #[derive(Debug, Clone)]
 pub struct GroupRecord {
     pub topic: Arc<str>,
+    pub topic_id: u64,
     pub partition: u32,
     pub record: StoredRecord,
 }
@@ -103,9 +104,31 @@ pub struct GroupRecord {
 #[derive(Debug, Clone)]
 pub struct GroupRecords {
     pub records: Vec<GroupRecord>,
-    /// Where the next fetch continues.
-    pub next_cursor: String,
+    cursor: Cursor,
     pub member: MemberState,
+}
+
+impl GroupRecords {
+    /// Where the next fetch continues (opaque to clients).
+    pub fn next_cursor(&self) -> String {
+        self.cursor.encode()
+    }
+
+    /// Ends the answer for the partition of `records[i]` just before that
+    /// record: it and the partition's later records are left out, and the
+    /// next fetch reads that partition from it again. For a record the
+    /// caller cannot show (bytes that are not UTF-8, asked for as text);
+    /// the other partitions' records are unaffected.
+    pub fn cut_before(&mut self, i: usize) {
+        let Some(r) = self.records.get(i) else {
+            return;
+        };
+        let (topic_id, partition, offset) = (r.topic_id, r.partition, r.record.offset);
+        self.records.retain(|r| {
+            (r.topic_id, r.partition) != (topic_id, partition) || r.record.offset < offset
+        });
+        self.cursor.positions.insert((topic_id, partition), offset);
+    }
 }
 
 /// A partition's committed offset and lag.
@@ -425,7 +448,7 @@ impl Agent {
                 }
                 return Ok(GroupRecords {
                     records,
-                    next_cursor: cursor.encode(),
+                    cursor,
                     member,
                 });
             }
@@ -553,6 +576,7 @@ impl Agent {
                 bytes += record.record.weight();
                 out.push(GroupRecord {
                     topic: topic.clone(),
+                    topic_id: a.topic_id,
                     partition: p,
                     record,
                 });

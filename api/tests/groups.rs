@@ -432,3 +432,64 @@ async fn multi_topic_produce_is_atomic_and_transactions_fence() {
         .sum();
     assert_eq!(total, 2, "the fenced transaction's record is invisible");
 }
+
+/// A record that is not UTF-8 stops only its own partition in a text
+/// (default) group fetch: the records before it, and the other partitions',
+/// are delivered, `stopped_at` names it, and the next fetch starts at it;
+/// with only it left, the answer is 422 naming it; base64 reads it.
+#[tokio::test]
+async fn a_record_that_is_not_utf8_stops_only_its_partition() {
+    let h = harness();
+    h.topic("mixed", 2).await;
+    let produce = |p: u32, value: &str, enc: &str| {
+        let uri = format!("/v1/topics/mixed/partitions/{p}/records?encoding={enc}");
+        let body = json!({"records": [{"value": value}]});
+        (uri, body)
+    };
+    for (p, value, enc) in [
+        (0, "a0", "utf8"),
+        (0, "/w==", "base64"), // 0xff: not UTF-8
+        (0, "a2", "utf8"),
+        (1, "b0", "utf8"),
+        (1, "b1", "utf8"),
+    ] {
+        let (uri, body) = produce(p, value, enc);
+        let (st, v) = h.call(Method::POST, &uri, Some(body)).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let (m, _) = h.join("u", "mixed").await;
+    let (generation, _) = h.sync("u", &m).await;
+    let uri = format!("/v1/consumer-groups/u/members/{m}/records?generation={generation}");
+    let (st, v) = h.call(Method::GET, &uri, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let mut got: Vec<(u64, u64)> = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["partition"].as_u64().unwrap(),
+                r["offset"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, [(0, 0), (1, 0), (1, 1)]);
+    assert_eq!(
+        v["stopped_at"],
+        json!([{"topic": "mixed", "partition": 0, "offset": 1, "code": "not_utf8"}])
+    );
+    let next = format!("{uri}&cursor={}", v["next_cursor"].as_str().unwrap());
+    let (st, v) = h.call(Method::GET, &next, None).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(
+        (v["code"].as_str(), v["offset"].as_u64()),
+        (Some("not_utf8"), Some(1))
+    );
+    let (st, v) = h
+        .call(Method::GET, &format!("{next}&encoding=base64"), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["records"][0]["value"], "/w==");
+    assert_eq!(v["records"].as_array().unwrap().len(), 2, "then a2: {v}");
+}

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use silt_agent::groups::{GroupFetch, GroupInfo, GroupRecord, JoinSpec, MemberState};
+use silt_agent::groups::{GroupFetch, GroupInfo, JoinSpec, MemberState};
 use silt_agent::{Agent, Error, Limits, OffsetReset, Refusal};
 
 use crate::AppState;
@@ -140,18 +140,73 @@ pub struct GroupFetchOut {
     next_cursor: String,
     generation: u32,
     assignments: Vec<PartitionRef>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stopped_at: Vec<StoppedAt>,
 }
 
-fn records_out(records: Vec<GroupRecord>, enc: Encoding) -> ApiResult<Vec<GroupRecordOut>> {
-    records
-        .into_iter()
-        .map(|r| {
-            Ok(GroupRecordOut {
-                topic: r.topic.to_string(),
-                record: RecordOut::new(r.partition, r.record, enc)?,
-            })
-        })
-        .collect()
+/// A record that cannot be shown in the asked encoding: its partition's
+/// records stop before it (the next fetch starts at it again). The consumer
+/// reads it with `encoding=base64`, or commits past it.
+#[derive(Debug, Serialize)]
+pub struct StoppedAt {
+    topic: String,
+    partition: u32,
+    offset: u64,
+    code: &'static str,
+}
+
+impl StoppedAt {
+    /// When nothing else could be returned: the problem, naming the record.
+    fn problem(&self) -> Problem {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            self.code,
+            format!(
+                "the record at {}/{} offset {} cannot be shown in this encoding; fetch with ?encoding=base64, or commit past it",
+                self.topic, self.partition, self.offset
+            ),
+        )
+        .with("topic", self.topic.clone())
+        .with("partition", self.partition)
+        .with("offset", self.offset)
+    }
+}
+
+/// The records as shown in `enc`, and the cursor to go on from. Each
+/// partition stops before its first record that `enc` cannot show.
+fn records_out(
+    mut r: silt_agent::groups::GroupRecords,
+    enc: Encoding,
+) -> (Vec<GroupRecordOut>, String, Vec<StoppedAt>) {
+    let mut stopped = Vec::new();
+    let records = loop {
+        let mut out = Vec::with_capacity(r.records.len());
+        let mut failed = None;
+        for (i, g) in r.records.iter().enumerate() {
+            match RecordOut::new(g.partition, g.record.clone(), enc) {
+                Ok(record) => out.push(GroupRecordOut {
+                    topic: g.topic.to_string(),
+                    record,
+                }),
+                Err(p) => {
+                    failed = Some((i, p.code));
+                    break;
+                }
+            }
+        }
+        let Some((i, code)) = failed else {
+            break out;
+        };
+        let g = &r.records[i];
+        stopped.push(StoppedAt {
+            topic: g.topic.to_string(),
+            partition: g.partition,
+            offset: g.record.offset,
+            code,
+        });
+        r.cut_before(i);
+    };
+    (records, r.next_cursor(), stopped)
 }
 
 /// `GET /v1/consumer-groups/{group}/members/{member}/records`: JSON, or
@@ -191,11 +246,18 @@ pub async fn fetch(
         };
         return Ok(stream.into_sse().into_response());
     }
+    let generation = r.member.generation;
+    let assignments = assignments(&r.member);
+    let (records, next_cursor, stopped_at) = records_out(r, q.encoding);
+    if let (true, Some(first)) = (records.is_empty(), stopped_at.first()) {
+        return Err(first.problem());
+    }
     Ok(axum::Json(GroupFetchOut {
-        records: records_out(r.records, q.encoding)?,
-        next_cursor: r.next_cursor,
-        generation: r.member.generation,
-        assignments: assignments(&r.member),
+        records,
+        next_cursor,
+        generation,
+        assignments,
+        stopped_at,
     })
     .into_response())
 }
@@ -218,6 +280,8 @@ struct GroupStream {
 struct RecordsEvent {
     records: Vec<GroupRecordOut>,
     next_cursor: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stopped_at: Vec<StoppedAt>,
 }
 
 impl GroupStream {
@@ -239,20 +303,24 @@ impl GroupStream {
         };
         let event = match r {
             Ok(r) => {
-                self.cursor = Some(r.next_cursor.clone());
-                if r.records.is_empty() {
+                let (records, next_cursor, stopped_at) = records_out(r, self.encoding);
+                self.cursor = Some(next_cursor.clone());
+                if let (true, Some(first)) = (records.is_empty(), stopped_at.first()) {
+                    // Only an undecodable record is left: reading on would
+                    // spin on it, so the stream ends naming it.
+                    let problem = first.problem();
+                    self.end("error", problem)
+                } else if records.is_empty() {
                     Event::default().event("ping").data("{}")
                 } else {
-                    match records_out(r.records, self.encoding) {
-                        Ok(records) => Event::default()
-                            .event("records")
-                            .json_data(RecordsEvent {
-                                records,
-                                next_cursor: r.next_cursor,
-                            })
-                            .unwrap_or_default(),
-                        Err(p) => self.end("error", p),
-                    }
+                    Event::default()
+                        .event("records")
+                        .json_data(RecordsEvent {
+                            records,
+                            next_cursor,
+                            stopped_at,
+                        })
+                        .unwrap_or_default()
                 }
             }
             Err(Error::Refused(
