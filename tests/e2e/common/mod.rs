@@ -229,19 +229,7 @@ impl Client {
                 )
                 .await;
             match a.status {
-                200 => {
-                    return a.body["offsets"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|o| {
-                            (
-                                o["partition"].as_u64().unwrap() as u32,
-                                o["offset"].as_u64().unwrap(),
-                            )
-                        })
-                        .collect();
-                }
+                200 => return acked_offsets(&a.body),
                 429 | 503 => tokio::time::sleep(Duration::from_millis(50)).await,
                 s => panic!("produce failed: {s} {:?}", a.body),
             }
@@ -273,6 +261,21 @@ impl Client {
         }
         out
     }
+}
+
+/// `(partition, offset)` of each record a produce answer acknowledged.
+pub fn acked_offsets(body: &Value) -> Vec<(u32, u64)> {
+    body["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["partition"].as_u64().unwrap() as u32,
+                o["offset"].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// A temporary directory that is removed on drop.

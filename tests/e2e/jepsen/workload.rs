@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::cluster::Cluster;
+use crate::common::acked_offsets;
 use super::history::{Commit, History, Outcome, Poll, Send};
 
 pub const TOPIC: &str = "jepsen";
@@ -110,7 +111,7 @@ pub async fn producer(ctx: Arc<Ctx>, n: usize, batch: usize, stop: CancellationT
             })
             .await;
             match answer {
-                Some(a) if a.status == 200 => break Outcome::Acked(offsets(&a.body)),
+                Some(a) if a.status == 200 => break Outcome::Acked(acked_offsets(&a.body)),
                 Some(a) if !retriable(a.status) => {
                     eprintln!("{name}: refused {} {}", a.status, a.body);
                     break Outcome::Refused;
@@ -130,20 +131,6 @@ pub async fn producer(ctx: Arc<Ctx>, n: usize, batch: usize, stop: CancellationT
             outcome,
         });
     }
-}
-
-fn offsets(body: &Value) -> Vec<(u32, u64)> {
-    body["offsets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["partition"].as_u64().unwrap() as u32,
-                o["offset"].as_u64().unwrap(),
-            )
-        })
-        .collect()
 }
 
 fn records(body: &Value) -> Vec<(u32, u64, String)> {
