@@ -108,10 +108,68 @@ pub struct DevArgs {
     /// Keep segments elsewhere than <data-dir>/objects, e.g. s3://bucket/prefix.
     #[arg(long, env = "SILT_OBJECT_STORE")]
     pub object_store: Option<String>,
+    /// Kafka protocol listener: an address, or `off`. By default
+    /// 127.0.0.1:9092 if that port is free (a warning if it is not).
+    #[arg(long, env = "SILT_KAFKA_LISTEN")]
+    pub kafka_listen: Option<String>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     #[command(flatten)]
     pub tuning: Tuning,
     #[command(flatten)]
     pub compactor: CompactorTuning,
+}
+
+/// The Kafka front end's settings, shared by `silt dev` and `silt agent`.
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    /// The address Metadata answers give Kafka clients (host:port), e.g. a
+    /// load balancer's; by default the Kafka listener's own.
+    #[arg(long, env = "SILT_KAFKA_ADVERTISED")]
+    pub kafka_advertised: Option<String>,
+}
+
+impl KafkaArgs {
+    pub fn config(&self) -> anyhow::Result<silt_kafka::KafkaConfig> {
+        let advertised = match &self.kafka_advertised {
+            None => None,
+            Some(a) => {
+                let (host, port) = a
+                    .rsplit_once(':')
+                    .ok_or_else(|| anyhow::anyhow!("--kafka-advertised must be host:port"))?;
+                Some((
+                    host.to_owned(),
+                    port.parse()
+                        .map_err(|_| anyhow::anyhow!("--kafka-advertised: bad port {port:?}"))?,
+                ))
+            }
+        };
+        Ok(silt_kafka::KafkaConfig {
+            advertised,
+            ..silt_kafka::KafkaConfig::default()
+        })
+    }
+}
+
+/// Where a Kafka listener goes: nowhere, somewhere it must bind, or the
+/// default that may be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaListen {
+    Off,
+    At(SocketAddr),
+    DefaultIfFree(SocketAddr),
+}
+
+impl KafkaListen {
+    pub fn parse(arg: Option<&str>, default: Option<SocketAddr>) -> anyhow::Result<Self> {
+        Ok(match (arg, default) {
+            (Some("off"), _) | (None, None) => KafkaListen::Off,
+            (None, Some(d)) => KafkaListen::DefaultIfFree(d),
+            (Some(a), _) => KafkaListen::At(a.parse().map_err(|_| {
+                anyhow::anyhow!("--kafka-listen: {a:?} is not an address or `off`")
+            })?),
+        })
+    }
 }
 
 /// Where the shared state lives; the same for every process of a deployment.
@@ -159,6 +217,11 @@ pub struct AgentArgs {
     pub store: StoreArgs,
     #[arg(long, env = "SILT_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// Kafka protocol listener address (off unless given).
+    #[arg(long, env = "SILT_KAFKA_LISTEN")]
+    pub kafka_listen: Option<String>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     #[command(flatten)]
     pub tuning: Tuning,
 }

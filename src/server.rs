@@ -13,7 +13,7 @@ use silt_metadata::runner::RetryPolicy;
 use silt_segment::store::{Bounds, ObjectStorage};
 use tokio::net::TcpListener;
 
-use crate::cli::{AgentArgs, CompactorArgs, DevArgs, Tuning};
+use crate::cli::{AgentArgs, CompactorArgs, DevArgs, KafkaListen, Tuning};
 use silt_agent::Env;
 use silt_compactor::{Compactor, CompactorConfig, CompactorMetrics};
 
@@ -26,25 +26,65 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
         None => url_for_dir(&dir.join("objects"))?,
     };
     let metadata = format!("sqlite://{}", dir.join("meta.db").display());
+    let listeners = Listeners {
+        http: a.listen,
+        kafka: KafkaListen::parse(a.kafka_listen.as_deref(), Some(DEV_KAFKA))?,
+        kafka_config: a.kafka.config()?,
+    };
     serve(
         &objects,
         &metadata,
-        a.listen,
+        listeners,
         &a.tuning,
         Some(a.compactor.config()?),
     )
     .await
 }
 
+/// `silt dev`'s Kafka address unless told otherwise.
+const DEV_KAFKA: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9092);
+
 pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
+    let listeners = Listeners {
+        http: a.listen,
+        kafka: KafkaListen::parse(a.kafka_listen.as_deref(), None)?,
+        kafka_config: a.kafka.config()?,
+    };
     serve(
         &a.store.object_store,
         &a.store.metadata_url()?,
-        a.listen,
+        listeners,
         &a.tuning,
         None,
     )
     .await
+}
+
+/// Where an agent listens.
+struct Listeners {
+    http: std::net::SocketAddr,
+    kafka: KafkaListen,
+    kafka_config: silt_kafka::KafkaConfig,
+}
+
+/// Binds the Kafka listener, if there is to be one.
+async fn bind_kafka(listen: KafkaListen) -> anyhow::Result<Option<TcpListener>> {
+    match listen {
+        KafkaListen::Off => Ok(None),
+        KafkaListen::At(addr) => {
+            Ok(Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("binding the Kafka listener {addr}")
+            })?))
+        }
+        KafkaListen::DefaultIfFree(addr) => match TcpListener::bind(addr).await {
+            Ok(l) => Ok(Some(l)),
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "no Kafka listener: its default address is taken (set --kafka-listen ADDR, or off)");
+                Ok(None)
+            }
+        },
+    }
 }
 
 /// `silt compactor`: runs until SIGTERM/ctrl-c, then gives its lease up;
@@ -182,7 +222,7 @@ fn build_with(
 async fn serve(
     objects: &str,
     metadata: &str,
-    listen: std::net::SocketAddr,
+    listeners: Listeners,
     tuning: &Tuning,
     compactor: Option<CompactorConfig>,
 ) -> anyhow::Result<()> {
@@ -198,17 +238,30 @@ async fn serve(
         let stop = stop_compactor.clone();
         tokio::spawn(async move { c.run(stop).await })
     });
+    let listen = listeners.http;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
-    // The first line on stdout: scripts and tests read the bound address here.
+    let kafka = bind_kafka(listeners.kafka).await?;
+    // The first lines on stdout: scripts and tests read the bound addresses here.
     #[allow(clippy::print_stdout)]
     {
         println!("silt listening on http://{addr}");
+        if let Some(k) = &kafka {
+            println!("silt kafka listening on {}", k.local_addr()?);
+        }
     }
     tracing::info!(%addr, objects, metadata, "serving");
     let stop = tokio_util::sync::CancellationToken::new();
+    let kafka = kafka.map(|l| {
+        tokio::spawn(silt_kafka::serve(
+            l,
+            agent.clone(),
+            listeners.kafka_config,
+            stop.clone(),
+        ))
+    });
     let listener = silt_api::listener::BoundedListener::new(
         listener,
         tuning.max_connections,
@@ -229,6 +282,10 @@ async fn serve(
         server.await
     })
     .await;
+    stop.cancel();
+    if let Some(task) = kafka {
+        let _ = task.await;
+    }
     stop_compactor.cancel();
     if let Some(task) = compactor {
         let _ = task.await;

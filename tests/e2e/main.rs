@@ -9,6 +9,7 @@ mod common;
 mod disk_full;
 mod groups;
 mod jepsen;
+mod kafka;
 mod kafka_compat;
 mod multi_agent;
 mod produce_consume;

@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 pub struct Silt {
     child: Option<Child>,
     pub url: String,
+    /// `host:port` of the Kafka listener, if this process has one.
+    pub kafka: Option<String>,
     args: Vec<String>,
     envs: Vec<(String, String)>,
 }
@@ -50,6 +52,13 @@ impl Silt {
         if !args.iter().any(|a| a == "--listen") {
             args.extend(["--listen".into(), "127.0.0.1:0".into()]);
         }
+        // `silt dev` listens for Kafka by default: on a free port in tests.
+        if args[0] == "dev" && !args.iter().any(|a| a == "--kafka-listen") {
+            args.extend(["--kafka-listen".into(), "127.0.0.1:0".into()]);
+        }
+        let kafka_on = args
+            .windows(2)
+            .any(|w| w[0] == "--kafka-listen" && w[1] != "off");
         let mut cmd = Command::new(silt_bin());
         cmd.args(&args)
             .stdout(Stdio::piped())
@@ -60,18 +69,28 @@ impl Silt {
         }
         let mut child = cmd.spawn().expect("spawn silt");
         let stdout = child.stdout.take().unwrap();
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read silt's first line");
+        stdout.read_line(&mut line).expect("read silt's first line");
         let url = line
             .trim()
             .strip_prefix("silt listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
+        let kafka = kafka_on.then(|| {
+            let mut line = String::new();
+            stdout
+                .read_line(&mut line)
+                .expect("read silt's second line");
+            line.trim()
+                .strip_prefix("silt kafka listening on ")
+                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+                .to_owned()
+        });
         Self {
             child: Some(child),
             url,
+            kafka,
             args,
             envs,
         }

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::cluster::Cluster;
-use crate::common::acked_offsets;
 use super::history::{Commit, History, Outcome, Poll, Send};
+use crate::common::acked_offsets;
 
 pub const TOPIC: &str = "jepsen";
 pub const GROUP: &str = "jepsen-group";

@@ -1,0 +1,108 @@
+//! The Kafka wire protocol, spoken by every agent: real Kafka clients
+//! produce, fetch and join groups on any agent, and see this agent as the
+//! leader of every partition and the coordinator of every group — the
+//! stateless design carries over unchanged, because all state is in the
+//! metadata store behind [`silt_agent::Agent`].
+//!
+//! Invariant: this front end reaches nothing past the agent. It decodes a
+//! request (with the `kafka-protocol` crate), calls the agent, and encodes
+//! the answer; what the HTTP API and the Kafka protocol store and read is
+//! therefore the same records, offsets and groups.
+//!
+//! Bounds: frames have a size limit (checked before anything is allocated),
+//! connections are capped and closed when idle, and a malformed frame or
+//! request closes that connection only, with a log line. Requests on one
+//! connection are answered in order, one at a time.
+//!
+//! Supported so far: `ApiVersions` v0–3 (KIP-511: a version above the
+//! maximum gets the v0 answer with `UNSUPPORTED_VERSION` and the full key
+//! list) and `Metadata` v0–12. Only what is implemented is advertised.
+
+mod api_versions;
+mod conn;
+mod frame;
+mod metadata;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use silt_agent::Agent;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+pub use frame::{FrameError, read_frame, write_frame};
+
+/// How the Kafka listener behaves.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// What Metadata answers as this broker's address (behind a load
+    /// balancer, the balancer's); by default the listener's own address.
+    pub advertised: Option<(String, u16)>,
+    /// Largest request frame accepted.
+    pub max_frame_bytes: usize,
+    /// Most client connections at once.
+    pub max_connections: usize,
+    /// A connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            advertised: None,
+            max_frame_bytes: 64 << 20,
+            max_connections: 1000,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+struct Broker {
+    agent: Agent,
+    config: KafkaConfig,
+    /// The address Metadata gives clients.
+    host: String,
+    port: u16,
+}
+
+/// Serves the Kafka protocol on `listener` until `stop`.
+pub async fn serve(
+    listener: TcpListener,
+    agent: Agent,
+    config: KafkaConfig,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let local: SocketAddr = listener.local_addr()?;
+    let (host, port) = config
+        .advertised
+        .clone()
+        .unwrap_or_else(|| (local.ip().to_string(), local.port()));
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let broker = Arc::new(Broker {
+        agent,
+        config,
+        host,
+        port,
+    });
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            () = stop.cancelled() => return Ok(()),
+        };
+        let (stream, addr) = tokio::select! {
+            s = listener.accept() => s?,
+            () = stop.cancelled() => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        let broker = broker.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            conn::serve(broker, stream, addr, stop).await;
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,107 @@
+//! `Metadata`: this agent is the only broker, the leader of every
+//! partition and the controller. Any agent answers the same way with its
+//! own address, so a client stays on whichever agent it reached.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::Broker;
+use crate::conn::Answer;
+
+/// This broker's node id, in every answer of every agent.
+pub(crate) const NODE_ID: i32 = 1;
+
+/// The Kafka topic id of a Silt topic: stable, never all zeros.
+pub(crate) fn topic_uuid(topic_id: u64) -> uuid::Uuid {
+    uuid::Uuid::from_u64_pair(0x5117_0000_0000_0001, topic_id)
+}
+
+fn topic_id_of(uuid: uuid::Uuid) -> Option<u64> {
+    let (high, low) = uuid.as_u64_pair();
+    (high == 0x5117_0000_0000_0001).then_some(low)
+}
+
+pub(crate) async fn answer(broker: &Broker, req: MetadataRequest, version: i16) -> Answer {
+    let mut r = MetadataResponse::default();
+    let mut b = MetadataResponseBroker::default();
+    b.node_id = BrokerId(NODE_ID);
+    b.host = StrBytes::from_string(broker.host.clone());
+    b.port = i32::from(broker.port);
+    r.brokers = vec![b];
+    r.cluster_id = Some(StrBytes::from_static_str("silt"));
+    r.controller_id = BrokerId(NODE_ID);
+    r.topics = match topics(broker, req, version).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "metadata: cannot list topics");
+            Vec::new()
+        }
+    };
+    Answer {
+        body: ResponseKind::Metadata(r),
+        version,
+    }
+}
+
+async fn topics(
+    broker: &Broker,
+    req: MetadataRequest,
+    version: i16,
+) -> Result<Vec<MetadataResponseTopic>, silt_agent::Error> {
+    let all = broker.agent.list_topics().await?;
+    // v0: an empty list means every topic; v1 and later: a null list does.
+    let wanted = match req.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(t),
+    };
+    let Some(wanted) = wanted else {
+        return Ok(all
+            .iter()
+            .map(|t| described(&t.name, t.id, t.partitions))
+            .collect());
+    };
+    Ok(wanted
+        .into_iter()
+        .map(|w| {
+            let found = match (&w.name, topic_id_of(w.topic_id)) {
+                (Some(name), _) => all.iter().find(|t| t.name.as_str() == &*name.0),
+                (None, Some(id)) => all.iter().find(|t| t.id == id),
+                (None, None) => None,
+            };
+            match found {
+                Some(t) => described(&t.name, t.id, t.partitions),
+                None => {
+                    let mut missing = MetadataResponseTopic::default();
+                    missing.error_code = ResponseError::UnknownTopicOrPartition.code();
+                    missing.name = w.name;
+                    missing.topic_id = w.topic_id;
+                    missing
+                }
+            }
+        })
+        .collect())
+}
+
+fn described(name: &str, id: u64, partitions: u32) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default();
+    t.name = Some(TopicName(StrBytes::from_string(name.to_owned())));
+    t.topic_id = topic_uuid(id);
+    t.partitions = (0..partitions)
+        .map(|p| {
+            let mut part = MetadataResponsePartition::default();
+            part.partition_index = p as i32;
+            part.leader_id = BrokerId(NODE_ID);
+            part.replica_nodes = vec![BrokerId(NODE_ID)];
+            part.isr_nodes = vec![BrokerId(NODE_ID)];
+            part
+        })
+        .collect();
+    t
+}

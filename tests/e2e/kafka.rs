@@ -1,0 +1,154 @@
+//! The Kafka listener of `silt dev`, spoken to over TCP with an independent
+//! encoder (the `kafka-protocol` crate's client side): version negotiation
+//! as clients do it (KIP-511), Metadata as clients read it, and bad frames
+//! closing only their own connection.
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
+    RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::{Silt, tempdir};
+
+/// A raw Kafka connection.
+struct Conn {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Self {
+        Self {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            correlation: 0,
+        }
+    }
+
+    async fn send_frame(&mut self, body: &[u8]) {
+        self.stream
+            .write_all(&(body.len() as u32).to_be_bytes())
+            .await
+            .unwrap();
+        self.stream.write_all(body).await.unwrap();
+    }
+
+    /// The next frame, or `None` if the server closed the connection.
+    async fn recv_frame(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).await.ok()?;
+        let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).await.ok()?;
+        Some(body.into())
+    }
+
+    /// Sends `req` as `api` v`version`; returns the body after the header
+    /// (decoded at `answer_version`'s header version).
+    async fn call<R: Encodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        req: &R,
+        answer_version: i16,
+    ) -> Bytes {
+        self.correlation += 1;
+        let mut header = RequestHeader::default();
+        header.request_api_key = api as i16;
+        header.request_api_version = version;
+        header.correlation_id = self.correlation;
+        header.client_id = Some(StrBytes::from_static_str("silt-e2e"));
+        let mut buf = BytesMut::new();
+        header
+            .encode(&mut buf, api.request_header_version(version))
+            .unwrap();
+        req.encode(&mut buf, version).unwrap();
+        self.send_frame(&buf).await;
+        let mut answer = self.recv_frame().await.expect("an answer");
+        let h = ResponseHeader::decode(&mut answer, api.response_header_version(answer_version))
+            .unwrap();
+        assert_eq!(h.correlation_id, self.correlation);
+        answer
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_metadata_and_bad_frames() {
+    let dir = tempdir();
+    let silt = Silt::dev(dir.path(), &[]);
+    let addr = silt.kafka.clone().expect("silt dev listens for Kafka");
+    silt.client().create_topic("orders", 3).await;
+    let mut c = Conn::open(&addr).await;
+
+    // ApiVersions v3: only what is handled is advertised.
+    let mut req = ApiVersionsRequest::default();
+    req.client_software_name = StrBytes::from_static_str("silt-e2e");
+    req.client_software_version = StrBytes::from_static_str("1");
+    let mut body = c.call(ApiKey::ApiVersions, 3, &req, 3).await;
+    let r = ApiVersionsResponse::decode(&mut body, 3).unwrap();
+    assert_eq!(r.error_code, 0);
+    let keys: Vec<(i16, i16, i16)> = r
+        .api_keys
+        .iter()
+        .map(|k| (k.api_key, k.min_version, k.max_version))
+        .collect();
+    assert!(
+        keys.contains(&(ApiKey::ApiVersions as i16, 0, 3)),
+        "{keys:?}"
+    );
+    assert!(keys.contains(&(ApiKey::Metadata as i16, 0, 12)), "{keys:?}");
+    assert!(
+        !keys.iter().any(|k| k.0 == ApiKey::EndTxn as i16),
+        "transactions are not advertised"
+    );
+
+    // A version above the maximum: the v0 answer, UNSUPPORTED_VERSION and
+    // the key list (KIP-511), so the client can retry lower.
+    let mut body = c.call(ApiKey::ApiVersions, 4, &req, 0).await;
+    let r = ApiVersionsResponse::decode(&mut body, 0).unwrap();
+    assert_eq!(r.error_code, 35);
+    assert!(!r.api_keys.is_empty());
+
+    // Metadata v12, all topics (a null list): this agent leads every
+    // partition.
+    let mut all = MetadataRequest::default();
+    all.topics = None;
+    let mut body = c.call(ApiKey::Metadata, 12, &all, 12).await;
+    let m = MetadataResponse::decode(&mut body, 12).unwrap();
+    assert_eq!(m.brokers.len(), 1);
+    let broker = &m.brokers[0];
+    assert_eq!(format!("{}:{}", broker.host, broker.port), addr);
+    let t = m
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("orders"))
+        .expect("the topic is listed");
+    assert_eq!(t.error_code, 0);
+    assert!(!t.topic_id.is_nil());
+    assert_eq!(t.partitions.len(), 3);
+    assert!(t.partitions.iter().all(|p| p.leader_id == broker.node_id));
+
+    // Metadata v1 for a missing topic: UNKNOWN_TOPIC_OR_PARTITION.
+    let mut req = MetadataRequest::default();
+    let mut wanted = MetadataRequestTopic::default();
+    wanted.name = Some(TopicName(StrBytes::from_static_str("nope")));
+    req.topics = Some(vec![wanted]);
+    let mut body = c.call(ApiKey::Metadata, 1, &req, 1).await;
+    let m = MetadataResponse::decode(&mut body, 1).unwrap();
+    assert_eq!(m.topics[0].error_code, 3);
+
+    // Garbage closes that connection only; an absurd frame size too.
+    let mut bad = Conn::open(&addr).await;
+    bad.send_frame(&[0xff; 12]).await;
+    assert!(bad.recv_frame().await.is_none(), "closed");
+    let mut huge = Conn::open(&addr).await;
+    huge.stream.write_all(&[0x7f, 0, 0, 0]).await.unwrap();
+    assert!(huge.recv_frame().await.is_none(), "closed");
+    let mut body = c.call(ApiKey::Metadata, 12, &all, 12).await;
+    let m = MetadataResponse::decode(&mut body, 12).unwrap();
+    assert_eq!(m.topics.len(), 1, "the first connection still works");
+    assert_eq!(body.remaining(), 0);
+}
