@@ -42,7 +42,7 @@ pub fn metadata(kv: Arc<dyn Kv>) -> Arc<dyn Kv> {
     let rate = rate.min(0.5);
     let plan = FaultPlan {
         seed: rand::random(),
-        begin_error: rate / 5.0,
+        begin_error: rate / 2.0,
         read_error: rate / 50.0,
         conflict: rate / 4.0,
         unknown_not_applied: rate / 8.0,

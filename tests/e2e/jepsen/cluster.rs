@@ -187,7 +187,9 @@ impl Cluster {
 pub struct Faults {
     pub kills: usize,
     pub pauses: usize,
-    /// Metadata transaction retries the agents counted (from `/metrics`).
+    /// Metadata transactions and their retries, as the agents counted
+    /// them (from `/metrics`).
+    pub metadata_transactions: u64,
     pub metadata_retries: u64,
 }
 

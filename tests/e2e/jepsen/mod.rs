@@ -129,8 +129,11 @@ async fn run_on(cluster: Arc<Cluster>, nemesis_kind: Nemesis) -> Run {
             let metadata_retries = cluster
                 .scrape_sum("silt_metadata_transaction_retries_total")
                 .await;
+            let metadata_transactions =
+                cluster.scrape_sum("silt_metadata_transactions_total").await;
             cluster.calm().await;
             Faults {
+                metadata_transactions,
                 metadata_retries,
                 ..Faults::default()
             }
@@ -204,10 +207,11 @@ async fn run_on(cluster: Arc<Cluster>, nemesis_kind: Nemesis) -> Run {
 
 fn judge(name: &str, r: Run) {
     eprintln!(
-        "jepsen {name}: {} kills, {} pauses, {} metadata retries; object store: {}; recovered within {:?}; {}",
+        "jepsen {name}: {} kills, {} pauses, {} metadata retries in {} transactions; object store: {}; recovered within {:?}; {}",
         r.faults.kills,
         r.faults.pauses,
         r.faults.metadata_retries,
+        r.faults.metadata_transactions,
         r.store_faults.as_deref().unwrap_or("no faults"),
         r.slowest_recovery,
         r.report
@@ -281,10 +285,12 @@ async fn the_object_store_fails_slows_and_corrupts() {
 async fn metadata_transactions_fail() {
     let cluster = Cluster::start_with_faults(3, Store::Local, &[("SILT_FAULT_METADATA", "0.1")], 3);
     let r = run_on(cluster, Nemesis::Started).await;
+    let f = r.faults;
     assert!(
-        r.faults.metadata_retries >= 100,
-        "few metadata faults met: {}",
-        r.faults.metadata_retries
+        f.metadata_retries * 20 >= f.metadata_transactions && f.metadata_retries >= 100,
+        "fewer than 5% of metadata transactions met a fault: {} of {}",
+        f.metadata_retries,
+        f.metadata_transactions
     );
     judge("metadata faults", r);
 }
