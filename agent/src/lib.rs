@@ -29,7 +29,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use silt_metadata::{CompressionName, Metadata, PartitionState, TopicConfig, TopicInfo};
+pub use silt_metadata::{CompressionName, MAX_PARTITIONS, TopicConfig};
+use silt_metadata::{Metadata, PartitionState, TopicInfo};
 use silt_segment::store::ObjectStorage;
 use silt_segment::{Compression, Header};
 use tokio::sync::{Semaphore, mpsc};

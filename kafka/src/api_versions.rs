@@ -8,7 +8,12 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
 use crate::conn::Answer;
 
 /// `(api, min version, max version)` of every API handled.
-const SUPPORTED: &[(ApiKey, i16, i16)] = &[(ApiKey::ApiVersions, 0, 3), (ApiKey::Metadata, 0, 12)];
+const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+];
 
 pub(crate) fn supports(api: ApiKey, version: i16) -> bool {
     SUPPORTED

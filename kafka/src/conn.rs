@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::frame::{read_frame, write_frame};
-use crate::{Broker, api_versions, metadata};
+use crate::{Broker, api_versions, metadata, topics};
 
 /// An answer to encode: the response and the version to encode it at.
 pub(crate) struct Answer {
@@ -96,6 +96,12 @@ async fn handle(broker: &Broker, mut frame: Bytes) -> anyhow::Result<Option<Byte
             metadata::answer(broker, req, version)
                 .instrument(span)
                 .await
+        }
+        RequestKind::CreateTopics(req) => {
+            topics::create(broker, req, version).instrument(span).await
+        }
+        RequestKind::DeleteTopics(req) => {
+            topics::delete(broker, req, version).instrument(span).await
         }
         _ => anyhow::bail!("{api:?} is advertised but not handled"),
     };

@@ -16,12 +16,14 @@
 //!
 //! Supported so far: `ApiVersions` v0–3 (KIP-511: a version above the
 //! maximum gets the v0 answer with `UNSUPPORTED_VERSION` and the full key
-//! list) and `Metadata` v0–12. Only what is implemented is advertised.
+//! list), `Metadata` v0–12, `CreateTopics` v2–7 and `DeleteTopics` v1–6.
+//! Only what is implemented is advertised.
 
 mod api_versions;
 mod conn;
 mod frame;
 mod metadata;
+mod topics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -22,7 +22,7 @@ pub(crate) fn topic_uuid(topic_id: u64) -> uuid::Uuid {
     uuid::Uuid::from_u64_pair(0x5117_0000_0000_0001, topic_id)
 }
 
-fn topic_id_of(uuid: uuid::Uuid) -> Option<u64> {
+pub(crate) fn topic_id_of(uuid: uuid::Uuid) -> Option<u64> {
     let (high, low) = uuid.as_u64_pair();
     (high == 0x5117_0000_0000_0001).then_some(low)
 }

@@ -4,10 +4,13 @@
 //! closing only their own connection.
 
 use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, MetadataRequest, MetadataResponse, RequestHeader,
+    ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -151,4 +154,106 @@ async fn versions_metadata_and_bad_frames() {
     let m = MetadataResponse::decode(&mut body, 12).unwrap();
     assert_eq!(m.topics.len(), 1, "the first connection still works");
     assert_eq!(body.remaining(), 0);
+}
+
+fn creatable(
+    name: &'static str,
+    partitions: i32,
+    configs: &[(&'static str, &'static str)],
+) -> CreatableTopic {
+    let mut t = CreatableTopic::default();
+    t.name = TopicName(StrBytes::from_static_str(name));
+    t.num_partitions = partitions;
+    t.replication_factor = 3;
+    t.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            let mut c = CreatableTopicConfig::default();
+            c.name = StrBytes::from_static_str(k);
+            c.value = Some(StrBytes::from_static_str(v));
+            c
+        })
+        .collect();
+    t
+}
+
+/// Topics created and deleted over Kafka are the same topics HTTP sees,
+/// with Kafka's error codes for what cannot be done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_are_created_and_deleted_over_kafka() {
+    let dir = tempdir();
+    let silt = Silt::dev(dir.path(), &[]);
+    let mut c = Conn::open(&silt.kafka.clone().unwrap()).await;
+    let http = silt.client();
+
+    let mut req = CreateTopicsRequest::default();
+    req.timeout_ms = 5000;
+    req.topics = vec![
+        creatable(
+            "clicks",
+            4,
+            &[("retention.ms", "86400000"), ("compression.type", "zstd")],
+        ),
+        creatable("zero", 0, &[]),
+        creatable("odd-config", 1, &[("segment.bytes", "1")]),
+        creatable("bad name!", 1, &[]),
+    ];
+    let mut body = c.call(ApiKey::CreateTopics, 7, &req, 7).await;
+    let r = CreateTopicsResponse::decode(&mut body, 7).unwrap();
+    let codes: Vec<i16> = r.topics.iter().map(|t| t.error_code).collect();
+    assert_eq!(codes, [0, 37, 40, 17], "{r:?}"); // ok, INVALID_PARTITIONS, INVALID_CONFIG, INVALID_TOPIC
+    assert_eq!(r.topics[0].num_partitions, 4);
+    assert!(!r.topics[0].topic_id.is_nil());
+    let described = http.get("/v1/topics/clicks").await;
+    assert_eq!(described.status, 200);
+    assert_eq!(described.body["partitions"], 4, "{:?}", described.body);
+    assert_eq!(described.body["config"]["compression"], "zstd");
+    assert_eq!(http.get("/v1/topics/zero").await.status, 404);
+
+    // Again: TOPIC_ALREADY_EXISTS. Validate-only creates nothing.
+    req.topics = vec![creatable("clicks", 4, &[])];
+    let mut body = c.call(ApiKey::CreateTopics, 5, &req, 5).await;
+    assert_eq!(
+        CreateTopicsResponse::decode(&mut body, 5).unwrap().topics[0].error_code,
+        36
+    );
+    req.topics = vec![creatable("dry", 2, &[])];
+    req.validate_only = true;
+    let mut body = c.call(ApiKey::CreateTopics, 2, &req, 2).await;
+    assert_eq!(
+        CreateTopicsResponse::decode(&mut body, 2).unwrap().topics[0].error_code,
+        0
+    );
+    assert_eq!(http.get("/v1/topics/dry").await.status, 404);
+
+    // Delete by name (v1) and a missing one.
+    let mut del = DeleteTopicsRequest::default();
+    del.timeout_ms = 5000;
+    del.topic_names = vec![
+        TopicName(StrBytes::from_static_str("clicks")),
+        TopicName(StrBytes::from_static_str("missing")),
+    ];
+    let mut body = c.call(ApiKey::DeleteTopics, 1, &del, 1).await;
+    let r = DeleteTopicsResponse::decode(&mut body, 1).unwrap();
+    let codes: Vec<i16> = r.responses.iter().map(|t| t.error_code).collect();
+    assert_eq!(codes, [0, 3]);
+    assert_eq!(http.get("/v1/topics/clicks").await.status, 404);
+
+    // Delete by topic id (v6), the id Metadata and CreateTopics gave.
+    req.validate_only = false;
+    req.topics = vec![creatable("by-id", 1, &[])];
+    let mut body = c.call(ApiKey::CreateTopics, 7, &req, 7).await;
+    let id = CreateTopicsResponse::decode(&mut body, 7).unwrap().topics[0].topic_id;
+    let mut state = DeleteTopicState::default();
+    state.topic_id = id;
+    let mut del = DeleteTopicsRequest::default();
+    del.topics = vec![state];
+    let mut body = c.call(ApiKey::DeleteTopics, 6, &del, 6).await;
+    let r = DeleteTopicsResponse::decode(&mut body, 6).unwrap();
+    assert_eq!(r.responses[0].error_code, 0, "{r:?}");
+    assert_eq!(
+        r.responses[0].name.as_ref().map(|n| n.0.as_str()),
+        Some("by-id")
+    );
+    assert_eq!(http.get("/v1/topics/by-id").await.status, 404);
 }
