@@ -253,6 +253,22 @@ impl Agent {
         }
     }
 
+    /// The first offset whose record's timestamp is at least `timestamp`,
+    /// with that timestamp; `None` if no record is that recent.
+    pub async fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp: i64,
+    ) -> Result<Option<(u64, i64)>> {
+        let state = self.offsets(topic, partition).await?;
+        let t = self.partition_of(topic, partition).await?;
+        self.inner
+            .reader
+            .offset_for_timestamp(t.id, partition, state.log_start_offset, timestamp)
+            .await
+    }
+
     /// Reads records from `offset`, long-polling at the high-watermark.
     pub async fn fetch(
         &self,

@@ -119,6 +119,58 @@ impl Reader {
         Ok(Some((plan.state, out)))
     }
 
+    /// The first record at or after `from` whose timestamp is at least
+    /// `timestamp`: `(offset, its timestamp)`, or `None` if there is none
+    /// (or no such partition). Index entries whose newest record is older
+    /// are skipped without reading them; timestamps need not grow with
+    /// offsets, so the first entry that may hold one is read record by
+    /// record. Work grows with the partition's index entries (Kafka keeps
+    /// a time index for this; merged segments keep the entries few).
+    pub async fn offset_for_timestamp(
+        &self,
+        topic_id: u64,
+        partition: u32,
+        from: u64,
+        timestamp: i64,
+    ) -> Result<Option<(u64, i64)>> {
+        let mut next = from;
+        loop {
+            let Some(plan) = self
+                .md
+                .read_plan(topic_id, partition, next, PLAN_ENTRIES)
+                .await?
+            else {
+                return Ok(None);
+            };
+            if plan.entries.is_empty() {
+                return Ok(None);
+            }
+            for (base, entry) in &plan.entries {
+                let end = base + u64::from(entry.record_count);
+                if entry.max_timestamp >= timestamp {
+                    let chunk = self.chunk(entry).await?;
+                    let mut found = None;
+                    silt_segment::batch::decode_chunk(
+                        &chunk,
+                        *base,
+                        next,
+                        self.max_decompressed,
+                        |off, record| {
+                            if record.timestamp >= timestamp {
+                                found = Some((off, record.timestamp));
+                            }
+                            found.is_none()
+                        },
+                    )?;
+                    if found.is_some() {
+                        return Ok(found);
+                    }
+                }
+                next = next.max(end);
+            }
+        }
+    }
+
     /// A whole (small) object through the same cache and single-flight
     /// misses as chunks: archive files, which never change once written.
     pub(crate) async fn object(&self, key: &str, size: u64) -> Result<Bytes> {

@@ -13,6 +13,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, 0, 12),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::ListOffsets, 1, 6),
 ];
 
 pub(crate) fn supports(api: ApiKey, version: i16) -> bool {

@@ -16,13 +16,15 @@
 //!
 //! Supported so far: `ApiVersions` v0–3 (KIP-511: a version above the
 //! maximum gets the v0 answer with `UNSUPPORTED_VERSION` and the full key
-//! list), `Metadata` v0–12, `CreateTopics` v2–7 and `DeleteTopics` v1–6.
+//! list), `Metadata` v0–12, `CreateTopics` v2–7, `DeleteTopics` v1–6 and
+//! `ListOffsets` v1–6 (earliest, latest, by timestamp).
 //! Only what is implemented is advertised.
 
 mod api_versions;
 mod conn;
 mod frame;
 mod metadata;
+mod offsets;
 mod topics;
 
 use std::net::SocketAddr;

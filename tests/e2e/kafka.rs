@@ -6,11 +6,12 @@
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, MetadataRequest, MetadataResponse, RequestHeader,
-    ResponseHeader, TopicName,
+    DeleteTopicsRequest, DeleteTopicsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -256,4 +257,64 @@ async fn topics_are_created_and_deleted_over_kafka() {
         Some("by-id")
     );
     assert_eq!(http.get("/v1/topics/by-id").await.status, 404);
+}
+
+/// ListOffsets: earliest and latest, and by timestamp the first offset at
+/// or after it — records produced over HTTP, offsets asked over Kafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_are_listed_by_position_and_timestamp() {
+    let dir = tempdir();
+    let silt = Silt::dev(dir.path(), &[]);
+    let http = silt.client();
+    http.create_topic("times", 1).await;
+    // Timestamps need not grow with offsets: 1000, 3000, 2000, 4000, ...
+    let stamps = [1000i64, 3000, 2000, 4000, 5000];
+    for (i, ts) in stamps.iter().enumerate() {
+        let a = http
+            .post(
+                "/v1/topics/times/partitions/0/records",
+                &serde_json::json!({"records": [{"value": format!("r{i}"), "timestamp": ts}]}),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+    }
+    let mut c = Conn::open(&silt.kafka.clone().unwrap()).await;
+    let ask = |topic: &'static str, at: &[i64]| {
+        let mut t = ListOffsetsTopic::default();
+        t.name = TopicName(StrBytes::from_static_str(topic));
+        t.partitions = at
+            .iter()
+            .map(|&ts| {
+                let mut p = ListOffsetsPartition::default();
+                p.timestamp = ts;
+                p
+            })
+            .collect();
+        let mut req = ListOffsetsRequest::default();
+        req.topics = vec![t];
+        req
+    };
+    let req = ask("times", &[-2, -1, 2500, 2000, 6000]);
+    let mut body = c.call(ApiKey::ListOffsets, 6, &req, 6).await;
+    let r = ListOffsetsResponse::decode(&mut body, 6).unwrap();
+    let got: Vec<(i16, i64, i64)> = r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.error_code, p.offset, p.timestamp))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, 0, -1),
+            (0, 5, -1),
+            (0, 1, 3000),
+            (0, 1, 3000),
+            (0, -1, -1)
+        ],
+        "first record at or after each time, in offset order"
+    );
+    let req = ask("nope", &[-1]);
+    let mut body = c.call(ApiKey::ListOffsets, 1, &req, 1).await;
+    let r = ListOffsetsResponse::decode(&mut body, 1).unwrap();
+    assert_eq!(r.topics[0].partitions[0].error_code, 3);
 }
