@@ -244,6 +244,14 @@ async fn serve(
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     let kafka = bind_kafka(listeners.kafka).await?;
+    if let Some(k) = &kafka {
+        anyhow::ensure!(
+            !k.local_addr()?.ip().is_unspecified() || listeners.kafka_config.advertised.is_some(),
+            "the Kafka listener {} is a wildcard address, which clients cannot connect to: \
+             give --kafka-advertised host:port",
+            k.local_addr()?
+        );
+    }
     // The first lines on stdout: scripts and tests read the bound addresses here.
     #[allow(clippy::print_stdout)]
     {

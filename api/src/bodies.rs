@@ -65,7 +65,7 @@ pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> R
 async fn read(
     state: &AppState,
     req: Request,
-) -> Result<(Request, Vec<OwnedSemaphorePermit>), Problem> {
+) -> Result<(Request, Option<OwnedSemaphorePermit>), Problem> {
     let limit = state.config.max_request_bytes;
     let too_large = || {
         Problem::new(
@@ -83,9 +83,9 @@ async fn read(
     }
     let deadline = Instant::now() + state.config.body_timeout;
     let budget = &state.bodies;
-    let mut reserved = Vec::new();
+    let mut reserved: Option<OwnedSemaphorePermit> = None;
     if let Some(n) = declared.filter(|n| *n > 0) {
-        reserved.push(budget.reserve(n)?);
+        reserved = Some(budget.reserve(n)?);
     }
     let (parts, mut body) = req.into_parts();
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
@@ -105,11 +105,19 @@ async fn read(
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
+        if data.is_empty() {
+            continue;
+        }
         if buf.len() + data.len() > limit {
             return Err(too_large());
         }
         if declared.is_none() {
-            reserved.push(budget.reserve(data.len())?);
+            // One reservation, grown as the body arrives.
+            let more = budget.reserve(data.len())?;
+            match &mut reserved {
+                Some(r) => r.merge(more),
+                None => reserved = Some(more),
+            }
         }
         buf.extend_from_slice(&data);
     }

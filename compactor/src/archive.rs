@@ -233,6 +233,7 @@ impl Compactor {
         let mut bytes = 0;
         let mut next = from;
         while next < until {
+            let before = next;
             let Some(plan) = self
                 .md
                 .read_plan(topic_id, partition, next, PLAN_ENTRIES)
@@ -250,11 +251,7 @@ impl Compactor {
                 .take_while(|(base, _)| *base < until)
                 .map(|(base, entry)| {
                     let storage = self.storage.clone();
-                    async move {
-                        let range =
-                            entry.byte_offset..entry.byte_offset + u64::from(entry.byte_len);
-                        (base, storage.get_range(&entry.object, range).await)
-                    }
+                    async move { (base, crate::read_checked_chunk(&storage, &entry).await) }
                 })
                 .collect();
             let mut chunks = futures::stream::iter(reads).buffered(READ_AHEAD);
@@ -279,6 +276,11 @@ impl Compactor {
                         return Ok(next);
                     }
                 }
+            }
+            if next == before {
+                return Err(Error::Archive(format!(
+                    "no record readable at offset {next} of partition {partition}"
+                )));
             }
         }
         if !batch.is_empty() {

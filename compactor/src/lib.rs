@@ -92,6 +92,28 @@ pub enum Error {
     JobsFailed(usize),
 }
 
+/// Reads an index entry's chunk and checks it — length, checksums, dense
+/// offsets — before the compactor rewrites what it holds: damaged bytes
+/// must never be archived or merged into the copy that outlives the
+/// segments. (A damaged read fails the job; the next round reads again.)
+async fn read_checked_chunk(
+    storage: &ObjectStorage,
+    e: &silt_metadata::IndexEntry,
+) -> Result<bytes::Bytes, Error> {
+    let range = e.byte_offset..e.byte_offset + u64::from(e.byte_len);
+    let chunk = storage.get_range(&e.object, range).await?;
+    if chunk.len() != e.byte_len as usize {
+        return Err(Error::Archive(format!(
+            "a chunk of {} read back {} of {} bytes",
+            e.object,
+            chunk.len(),
+            e.byte_len
+        )));
+    }
+    silt_segment::batch::validate_chunk(&chunk, e.record_count)?;
+    Ok(chunk)
+}
+
 /// What one garbage collection did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GcReport {

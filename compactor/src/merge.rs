@@ -117,8 +117,7 @@ impl Compactor {
         let mut records: Vec<Record> = Vec::new();
         let mut max_timestamp = i64::MIN;
         for (base, e) in &run {
-            let range = e.byte_offset..e.byte_offset + u64::from(e.byte_len);
-            let chunk = self.storage.get_range(&e.object, range).await?;
+            let chunk = crate::read_checked_chunk(&self.storage, e).await?;
             decode_chunk(&chunk, *base, *base, DEFAULT_MAX_DECOMPRESSED, |_, r| {
                 records.push(r);
                 true

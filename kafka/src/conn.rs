@@ -31,7 +31,7 @@ pub(crate) async fn serve(
         let (mut r, mut w) = stream.into_split();
         loop {
             let read = tokio::select! {
-                f = tokio::time::timeout(broker.config.idle_timeout, read_frame(&mut r, broker.config.max_frame_bytes)) => f,
+                f = tokio::time::timeout(broker.config.idle_timeout, read_frame(&mut r, broker.config.max_frame_bytes, &broker.frames)) => f,
                 () = stop.cancelled() => return,
             };
             let frame = match read {
@@ -46,7 +46,7 @@ pub(crate) async fn serve(
                     return;
                 }
             };
-            let answer = match handle(&broker, frame).await {
+            let answer = match handle(&broker, frame.body.clone()).await {
                 Ok(Some(bytes)) => bytes,
                 Ok(None) => continue,
                 Err(e) => {
@@ -95,7 +95,7 @@ async fn handle(broker: &Broker, mut frame: Bytes) -> anyhow::Result<Option<Byte
         RequestKind::Metadata(req) => {
             metadata::answer(broker, req, version)
                 .instrument(span)
-                .await
+                .await?
         }
         RequestKind::ListOffsets(req) => offsets::list(broker, req, version).instrument(span).await,
         RequestKind::CreateTopics(req) => {

@@ -1,8 +1,16 @@
-//! Kafka frames: a 4-byte big-endian size, then that many bytes. Sizes are
-//! checked before anything is allocated, so a hostile size costs nothing.
+//! Kafka frames: a 4-byte big-endian size, then that many bytes. A size is
+//! checked against the frame limit, then reserved from a byte budget
+//! shared by every connection before the body is read (a connection waits
+//! — TCP pushes back on its client — while the budget is spent), and the
+//! buffer grows only as bytes arrive: a hostile or stalled client holds no
+//! more memory than it really sent, and all of them together no more than
+//! the budget.
+
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Why a connection's frames stop.
 #[derive(Debug, thiserror::Error)]
@@ -15,11 +23,19 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
+/// A frame and its share of the budget, released when dropped.
+#[derive(Debug)]
+pub struct Frame {
+    pub body: Bytes,
+    _reserved: OwnedSemaphorePermit,
+}
+
 /// Reads one frame; `None` at a clean end of stream between frames.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     limit: usize,
-) -> Result<Option<Bytes>, FrameError> {
+    budget: &Arc<Semaphore>,
+) -> Result<Option<Frame>, FrameError> {
     let mut size = [0u8; 4];
     match r.read_exact(&mut size).await {
         Ok(_) => {}
@@ -31,9 +47,22 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if size > limit {
         return Err(FrameError::TooLarge { size, limit });
     }
-    let mut buf = BytesMut::zeroed(size);
-    r.read_exact(&mut buf).await?;
-    Ok(Some(buf.freeze()))
+    let reserved = budget
+        .clone()
+        .acquire_many_owned(u32::try_from(size).unwrap_or(u32::MAX))
+        .await
+        .map_err(std::io::Error::other)?;
+    let mut buf = BytesMut::with_capacity(size.min(64 << 10));
+    let mut body = r.take(size as u64);
+    while buf.len() < size {
+        if body.read_buf(&mut buf).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+    Ok(Some(Frame {
+        body: buf.freeze(),
+        _reserved: reserved,
+    }))
 }
 
 /// Writes one frame around `body`.
@@ -50,25 +79,39 @@ mod tests {
 
     #[tokio::test]
     async fn frames_round_trip_and_sizes_are_bounded() {
+        let budget = Arc::new(Semaphore::new(1 << 20));
         let mut out = Vec::new();
         write_frame(&mut out, b"hello").await.unwrap();
         let mut r = &out[..];
+        let frame = read_frame(&mut r, 16, &budget).await.unwrap().unwrap();
+        assert_eq!(frame.body, &b"hello"[..]);
         assert_eq!(
-            read_frame(&mut r, 16).await.unwrap().unwrap(),
-            &b"hello"[..]
+            budget.available_permits(),
+            (1 << 20) - 5,
+            "held while in use"
         );
-        assert!(read_frame(&mut r, 16).await.unwrap().is_none(), "clean end");
+        drop(frame);
+        assert_eq!(budget.available_permits(), 1 << 20);
+        assert!(
+            read_frame(&mut r, 16, &budget).await.unwrap().is_none(),
+            "clean end"
+        );
 
         let huge = [0x7f, 0xff, 0xff, 0xff];
-        let err = read_frame(&mut &huge[..], 1 << 20).await.unwrap_err();
+        let err = read_frame(&mut &huge[..], 1 << 20, &budget)
+            .await
+            .unwrap_err();
         assert!(matches!(err, FrameError::TooLarge { .. }), "{err}");
         let negative = [0xff, 0xff, 0xff, 0xfe];
-        let err = read_frame(&mut &negative[..], 1 << 20).await.unwrap_err();
+        let err = read_frame(&mut &negative[..], 1 << 20, &budget)
+            .await
+            .unwrap_err();
         assert!(matches!(err, FrameError::Negative(-2)), "{err}");
         let cut = [0, 0, 0, 9, 1, 2];
         assert!(
-            read_frame(&mut &cut[..], 16).await.is_err(),
+            read_frame(&mut &cut[..], 16, &budget).await.is_err(),
             "truncated body"
         );
+        assert_eq!(budget.available_permits(), 1 << 20, "nothing leaked");
     }
 }

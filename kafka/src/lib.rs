@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use frame::{FrameError, read_frame, write_frame};
+pub use frame::{Frame, FrameError, read_frame, write_frame};
 
 /// How the Kafka listener behaves.
 #[derive(Debug, Clone)]
@@ -50,6 +50,8 @@ pub struct KafkaConfig {
     pub max_connections: usize,
     /// A connection with no request for this long is closed.
     pub idle_timeout: Duration,
+    /// Bytes of request frames all connections may hold at once.
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for KafkaConfig {
@@ -59,6 +61,7 @@ impl Default for KafkaConfig {
             max_frame_bytes: 64 << 20,
             max_connections: 1000,
             idle_timeout: Duration::from_secs(600),
+            max_inflight_bytes: 256 << 20,
         }
     }
 }
@@ -68,6 +71,8 @@ impl Default for KafkaConfig {
 struct Broker {
     agent: Agent,
     config: KafkaConfig,
+    /// The request bytes all connections hold (see `frame`).
+    frames: Arc<Semaphore>,
     /// The address Metadata gives clients.
     host: String,
     port: u16,
@@ -86,9 +91,16 @@ pub async fn serve(
         .clone()
         .unwrap_or_else(|| (local.ip().to_string(), local.port()));
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let frames = Arc::new(Semaphore::new(
+        config
+            .max_inflight_bytes
+            .max(config.max_frame_bytes)
+            .min(Semaphore::MAX_PERMITS),
+    ));
     let broker = Arc::new(Broker {
         agent,
         config,
+        frames,
         host,
         port,
     });
@@ -98,7 +110,16 @@ pub async fn serve(
             () = stop.cancelled() => return Ok(()),
         };
         let (stream, addr) = tokio::select! {
-            s = listener.accept() => s?,
+            s = listener.accept() => match s {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of descriptors, a connection reset before accept:
+                    // the listener itself is fine; try again shortly.
+                    tracing::warn!(error = %e, "Kafka accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
             () = stop.cancelled() => return Ok(()),
         };
         let _ = stream.set_nodelay(true);

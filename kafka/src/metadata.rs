@@ -27,7 +27,14 @@ pub(crate) fn topic_id_of(uuid: uuid::Uuid) -> Option<u64> {
     (high == 0x5117_0000_0000_0001).then_some(low)
 }
 
-pub(crate) async fn answer(broker: &Broker, req: MetadataRequest, version: i16) -> Answer {
+/// Fails (closing the connection, which clients retry on another) when the
+/// topics cannot be listed: an empty answer would tell clients their
+/// topics do not exist.
+pub(crate) async fn answer(
+    broker: &Broker,
+    req: MetadataRequest,
+    version: i16,
+) -> Result<Answer, silt_agent::Error> {
     let mut r = MetadataResponse::default();
     let mut b = MetadataResponseBroker::default();
     b.node_id = BrokerId(NODE_ID);
@@ -36,17 +43,11 @@ pub(crate) async fn answer(broker: &Broker, req: MetadataRequest, version: i16) 
     r.brokers = vec![b];
     r.cluster_id = Some(StrBytes::from_static_str("silt"));
     r.controller_id = BrokerId(NODE_ID);
-    r.topics = match topics(broker, req, version).await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(error = %e, "metadata: cannot list topics");
-            Vec::new()
-        }
-    };
-    Answer {
+    r.topics = topics(broker, req, version).await?;
+    Ok(Answer {
         body: ResponseKind::Metadata(r),
         version,
-    }
+    })
 }
 
 async fn topics(

@@ -145,24 +145,28 @@ pub(crate) async fn delete(broker: &Broker, req: DeleteTopicsRequest, version: i
     for (name, id) in wanted {
         let mut result = DeletableTopicResult::default();
         result.topic_id = id;
-        let name = match (name, topic_id_of(id)) {
-            (Some(n), _) => Some(n),
-            (None, Some(id)) => match broker.agent.list_topics().await {
-                Ok(all) => all
-                    .into_iter()
-                    .find(|t| t.id == id)
-                    .map(|t| TopicName(StrBytes::from_string(t.name))),
-                Err(_) => None,
-            },
-            (None, None) => None,
+        let name: Result<Option<TopicName>, Failure> = match (name, topic_id_of(id)) {
+            (Some(n), _) => Ok(Some(n)),
+            (None, Some(id)) => broker
+                .agent
+                .list_topics()
+                .await
+                .map(|all| {
+                    all.into_iter()
+                        .find(|t| t.id == id)
+                        .map(|t| TopicName(StrBytes::from_string(t.name)))
+                })
+                .map_err(|e| (ResponseError::RequestTimedOut, e.to_string())),
+            (None, None) => Ok(None),
         };
-        result.name = name.clone();
-        let outcome = match &name {
-            None => Err((
+        result.name = name.as_ref().ok().cloned().flatten();
+        let outcome = match name {
+            Err(failure) => Err(failure),
+            Ok(None) => Err((
                 ResponseError::UnknownTopicId,
                 "no topic has this id".to_owned(),
             )),
-            Some(n) => broker
+            Ok(Some(n)) => broker
                 .agent
                 .delete_topic(&n.0)
                 .await

@@ -479,3 +479,54 @@ async fn archive_files_expire_by_their_own_retention() {
         "the raw log keeps its records"
     );
 }
+
+/// A segment whose bytes are damaged where Kafka's checksum does not look
+/// (a batch's base offset) is never archived: the compactor's job fails
+/// and writes nothing; once the bytes are right again, it archives them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_segments_are_never_archived() {
+    let dir = tempdir();
+    let data = dir.path().join("silt");
+    let mut silt = Silt::dev(&data, &["--archive", "false", "--merge-target-bytes", "0"]);
+    let c = silt.client();
+    c.create_topic("fragile", 1).await;
+    let records: Vec<Value> = (0..20).map(|i| json!({"value": format!("v{i}")})).collect();
+    c.produce("fragile", &Value::Array(records)).await;
+    silt.stop();
+
+    let segments = data.join("objects/segments");
+    let file = std::fs::read_dir(&segments)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let original = std::fs::read(&file).unwrap();
+    let chunks = silt_segment::segment::read_footer(&original, original.len() as u64).unwrap();
+    let mut damaged = original.clone();
+    damaged[chunks[0].offset as usize + 7] ^= 0x04; // the first batch's base offset
+    std::fs::write(&file, &damaged).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_silt"))
+        .args([
+            "compactor",
+            "--once",
+            "--merge-target-bytes",
+            "0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("SILT_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the archive job must fail on damaged bytes"
+    );
+    assert!(parquet_files(&data.join("objects/archive")).is_empty());
+
+    std::fs::write(&file, &original).unwrap();
+    let report = compact_once(&data);
+    assert!(report.contains("records: 20"), "{report}");
+    assert_eq!(parquet_files(&data.join("objects/archive")).len(), 1);
+}

@@ -151,6 +151,13 @@ async fn versions_metadata_and_bad_frames() {
     let mut huge = Conn::open(&addr).await;
     huge.stream.write_all(&[0x7f, 0, 0, 0]).await.unwrap();
     assert!(huge.recv_frame().await.is_none(), "closed");
+    // 14 bytes claiming 2^31 topics: the decoder must not size anything
+    // from that count (unpatched, the process aborts).
+    let mut hostile = Conn::open(&addr).await;
+    hostile
+        .send_frame(&[0, 3, 0, 0, 0, 0, 0, 9, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff])
+        .await;
+    assert!(hostile.recv_frame().await.is_none(), "closed");
     let mut body = c.call(ApiKey::Metadata, 12, &all, 12).await;
     let m = MetadataResponse::decode(&mut body, 12).unwrap();
     assert_eq!(m.topics.len(), 1, "the first connection still works");

@@ -156,7 +156,7 @@ pub struct StoppedAt {
 }
 
 impl StoppedAt {
-    /// When nothing else could be returned: the problem, naming the record.
+    /// Why a stream ends on it: the problem, naming the record.
     fn problem(&self) -> Problem {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -248,10 +248,10 @@ pub async fn fetch(
     }
     let generation = r.member.generation;
     let assignments = assignments(&r.member);
+    // Always 200 with the cursor, even when a stopped record left nothing
+    // to return: the cursor's rotation moves on, so the next fetch reads
+    // the other partitions first and one bad record cannot starve them.
     let (records, next_cursor, stopped_at) = records_out(r, q.encoding);
-    if let (true, Some(first)) = (records.is_empty(), stopped_at.first()) {
-        return Err(first.problem());
-    }
     Ok(axum::Json(GroupFetchOut {
         records,
         next_cursor,
