@@ -14,6 +14,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
 ];
 
 pub(crate) fn supports(api: ApiKey, version: i16) -> bool {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::frame::{read_frame, write_frame};
-use crate::{Broker, api_versions, metadata, offsets, topics};
+use crate::{Broker, api_versions, configs, metadata, offsets, topics};
 
 /// An answer to encode: the response and the version to encode it at.
 pub(crate) struct Answer {
@@ -98,6 +98,11 @@ async fn handle(broker: &Broker, mut frame: Bytes) -> anyhow::Result<Option<Byte
                 .await?
         }
         RequestKind::ListOffsets(req) => offsets::list(broker, req, version).instrument(span).await,
+        RequestKind::DescribeConfigs(req) => {
+            configs::describe(broker, req, version)
+                .instrument(span)
+                .await
+        }
         RequestKind::CreateTopics(req) => {
             topics::create(broker, req, version).instrument(span).await
         }

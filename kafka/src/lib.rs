@@ -17,10 +17,12 @@
 //! Supported so far: `ApiVersions` v0–3 (KIP-511: a version above the
 //! maximum gets the v0 answer with `UNSUPPORTED_VERSION` and the full key
 //! list), `Metadata` v0–12, `CreateTopics` v2–7, `DeleteTopics` v1–6 and
-//! `ListOffsets` v1–6 (earliest, latest, by timestamp).
+//! `ListOffsets` v1–6 (earliest, latest, by timestamp) and
+//! `DescribeConfigs` v1–4 (topics).
 //! Only what is implemented is advertised.
 
 mod api_versions;
+mod configs;
 mod conn;
 mod frame;
 mod metadata;

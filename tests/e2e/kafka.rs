@@ -6,6 +6,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
@@ -13,6 +14,7 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse, ListOffsetsRequest, ListOffsetsResponse,
     MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName,
 };
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -233,6 +235,50 @@ async fn topics_are_created_and_deleted_over_kafka() {
         0
     );
     assert_eq!(http.get("/v1/topics/dry").await.status, 404);
+
+    // Its configs, under Kafka's names; a filter; a missing topic.
+    let describe = |name: &'static str, keys: Option<Vec<&'static str>>| {
+        let mut res = DescribeConfigsResource::default();
+        res.resource_type = 2;
+        res.resource_name = StrBytes::from_static_str(name);
+        res.configuration_keys =
+            keys.map(|k| k.into_iter().map(StrBytes::from_static_str).collect());
+        let mut req = DescribeConfigsRequest::default();
+        req.resources = vec![res];
+        req
+    };
+    let mut body = c
+        .call(ApiKey::DescribeConfigs, 4, &describe("clicks", None), 4)
+        .await;
+    let r = DescribeConfigsResponse::decode(&mut body, 4).unwrap();
+    let configs: Vec<(String, Option<String>)> = r.results[0]
+        .configs
+        .iter()
+        .map(|e| (e.name.to_string(), e.value.as_ref().map(|v| v.to_string())))
+        .collect();
+    assert!(
+        configs.contains(&("retention.ms".into(), Some("86400000".into()))),
+        "{configs:?}"
+    );
+    assert!(
+        configs.contains(&("compression.type".into(), Some("zstd".into()))),
+        "{configs:?}"
+    );
+    let mut body = c
+        .call(
+            ApiKey::DescribeConfigs,
+            1,
+            &describe("clicks", Some(vec!["retention.ms"])),
+            1,
+        )
+        .await;
+    let r = DescribeConfigsResponse::decode(&mut body, 1).unwrap();
+    assert_eq!(r.results[0].configs.len(), 1);
+    let mut body = c
+        .call(ApiKey::DescribeConfigs, 4, &describe("missing", None), 4)
+        .await;
+    let r = DescribeConfigsResponse::decode(&mut body, 4).unwrap();
+    assert_eq!(r.results[0].error_code, 3);
 
     // Delete by name (v1) and a missing one.
     let mut del = DeleteTopicsRequest::default();
