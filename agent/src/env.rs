@@ -83,8 +83,8 @@ impl JumpingClock {
         }
     }
 
-    /// The direction of the offset from the real clock now: -1, 0 or 1.
-    pub fn offset_ms(&self) -> i64 {
+    /// Which way the clock is off now: -1 (behind), 0 or 1 (ahead).
+    pub fn direction(&self) -> i64 {
         let phase = self.start.elapsed().as_millis() / self.period.as_millis().max(1);
         (phase % 3) as i64 - 1
     }
@@ -92,7 +92,7 @@ impl JumpingClock {
 
 impl Env for JumpingClock {
     fn now_ms(&self) -> i64 {
-        SystemEnv.now_ms() + self.offset_ms() * self.jump_ms
+        SystemEnv.now_ms() + self.direction() * self.jump_ms
     }
 
     fn random_u64(&self) -> u64 {

@@ -213,16 +213,10 @@ impl Reader {
         loop {
             tries += 1;
             let bytes = self.storage.get_range(&e.object, range.clone()).await?;
-            let checked = if bytes.len() != e.byte_len as usize {
-                Err(silt_segment::Error::Corrupt {
-                    what: "chunk",
-                    at: bytes.len(),
-                    reason: silt_segment::Reason::Truncated,
-                })
-            } else if e.record_count > 0 {
-                silt_segment::batch::validate_chunk(&bytes, e.record_count)
+            let checked = if e.record_count > 0 {
+                silt_segment::batch::validate_chunk(&bytes, e.byte_len, e.record_count)
             } else {
-                Ok(())
+                silt_segment::batch::validate_len(&bytes, e.byte_len)
             };
             match checked {
                 Ok(()) => return Ok(bytes),

@@ -67,19 +67,12 @@ async fn read(
     req: Request,
 ) -> Result<(Request, Option<OwnedSemaphorePermit>), Problem> {
     let limit = state.config.max_request_bytes;
-    let too_large = || {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body exceeds the limit (see --max-request-bytes)",
-        )
-    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
+        return Err(Problem::payload_too_large());
     }
     let deadline = Instant::now() + state.config.body_timeout;
     let budget = &state.bodies;
@@ -109,7 +102,7 @@ async fn read(
             continue;
         }
         if buf.len() + data.len() > limit {
-            return Err(too_large());
+            return Err(Problem::payload_too_large());
         }
         if declared.is_none() {
             // One reservation, grown as the body arrives.

@@ -35,11 +35,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             BytesRejection::FailedToBufferBody(f)
                 if f.status() == StatusCode::PAYLOAD_TOO_LARGE =>
             {
-                Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the request body exceeds the limit (see --max-request-bytes)",
-                )
+                Problem::payload_too_large()
             }
             other => Problem::bad_request("invalid_body", other.body_text()),
         })?;

@@ -50,6 +50,17 @@ impl Problem {
         self
     }
 
+    /// A request body past `--max-request-bytes`.
+    pub fn payload_too_large() -> Self {
+        // `Problem::new`, not `Self::new`: the test that every code is
+        // documented finds codes by this constructor's name.
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body exceeds the limit (see --max-request-bytes)",
+        )
+    }
+
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, detail)
     }

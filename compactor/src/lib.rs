@@ -102,15 +102,7 @@ async fn read_checked_chunk(
 ) -> Result<bytes::Bytes, Error> {
     let range = e.byte_offset..e.byte_offset + u64::from(e.byte_len);
     let chunk = storage.get_range(&e.object, range).await?;
-    if chunk.len() != e.byte_len as usize {
-        return Err(Error::Archive(format!(
-            "a chunk of {} read back {} of {} bytes",
-            e.object,
-            chunk.len(),
-            e.byte_len
-        )));
-    }
-    silt_segment::batch::validate_chunk(&chunk, e.record_count)?;
+    silt_segment::batch::validate_chunk(&chunk, e.byte_len, e.record_count)?;
     Ok(chunk)
 }
 

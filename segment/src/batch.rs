@@ -320,11 +320,21 @@ impl<'a> Iterator for Batches<'a> {
     }
 }
 
-/// Checks a chunk without decoding its records: every batch's header and
-/// checksum, and — since Kafka's checksum does not cover a batch's base
-/// offset — that the batches' offsets run densely from 0 to exactly
-/// `record_count`. What a reader runs before trusting (and caching) bytes.
-pub fn validate_chunk(chunk: &[u8], record_count: u32) -> Result<()> {
+/// Checks that a read returned all `byte_len` bytes it asked for.
+pub fn validate_len(bytes: &[u8], byte_len: u32) -> Result<()> {
+    if bytes.len() != byte_len as usize {
+        return Err(corrupt("chunk", bytes.len(), Reason::Truncated));
+    }
+    Ok(())
+}
+
+/// Checks a chunk as read back, without decoding its records: its length,
+/// every batch's header and checksum, and — since Kafka's checksum does
+/// not cover a batch's base offset — that the batches' offsets run densely
+/// from 0 to exactly `record_count`. What readers and the compactor run
+/// before trusting (caching, archiving, merging) bytes.
+pub fn validate_chunk(chunk: &[u8], byte_len: u32, record_count: u32) -> Result<()> {
+    validate_len(chunk, byte_len)?;
     let mut next = 0i64;
     let mut at = 0;
     for batch in Batches::new(chunk) {
@@ -431,14 +441,19 @@ mod tests {
         encode(&mut chunk, 0, &recs[..2], Compression::None).unwrap();
         let second = chunk.len();
         encode(&mut chunk, 2, &recs[2..], Compression::Lz4).unwrap();
-        validate_chunk(&chunk, 5).unwrap();
-        assert!(validate_chunk(&chunk, 6).is_err());
+        let len = chunk.len() as u32;
+        validate_chunk(&chunk, len, 5).unwrap();
+        assert!(validate_chunk(&chunk, len, 6).is_err());
+        assert!(
+            validate_chunk(&chunk[..chunk.len() - 1], len, 5).is_err(),
+            "short read"
+        );
         let mut flipped = chunk.clone();
         flipped[second + 4] ^= 0x20; // inside the second batch's base offset
-        assert!(validate_chunk(&flipped, 5).is_err());
+        assert!(validate_chunk(&flipped, len, 5).is_err());
         let mut flipped = chunk;
         flipped[3] ^= 0x01; // the first batch's base offset
-        assert!(validate_chunk(&flipped, 5).is_err());
+        assert!(validate_chunk(&flipped, len, 5).is_err());
     }
 
     fn decode_all(chunk: &[u8], base: u64) -> Result<Vec<(u64, Record)>> {

@@ -21,19 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import duckdb
 
+from conftest import post  # the archive suite's JSON client, beside this script
+
 ROUNDS = 5
-
-
-def post(url, body):
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=60) as res:
-        return json.loads(res.read() or b"null")
 
 
 def payloads(kind):
