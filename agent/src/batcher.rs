@@ -28,6 +28,7 @@ use silt_metadata::{
     Answer, ChunkCommit, CommitOutcome, CommitUnit, Dedup, Metadata, Refusal, SegmentCommit,
     UnitResult,
 };
+use silt_segment::produced::ProducedBatch;
 use silt_segment::segment::{ChunkInfo, SegmentWriter};
 use silt_segment::store::ObjectStorage;
 use silt_segment::{Compression, Record};
@@ -77,7 +78,25 @@ pub(crate) struct Part {
     pub topic: Arc<str>,
     pub partition: u32,
     pub compression: Compression,
-    pub records: Vec<Record>,
+    pub payload: Payload,
+}
+
+/// What a part holds.
+#[derive(Debug)]
+pub(crate) enum Payload {
+    /// Records to encode into batches of the part's compression.
+    Records(Vec<Record>),
+    /// A batch a Kafka producer sent, checked; stored as it is.
+    Produced(ProducedBatch),
+}
+
+impl Payload {
+    pub fn record_count(&self) -> u32 {
+        match self {
+            Payload::Records(r) => r.len() as u32,
+            Payload::Produced(b) => b.record_count,
+        }
+    }
 }
 
 /// The conditions of an exclusive request (see `silt_metadata::commit`).
@@ -118,7 +137,9 @@ impl Waiter {
 #[derive(Debug)]
 struct Chunk {
     compression: Compression,
-    records: Vec<Record>,
+    /// In arrival order; neighbouring records are merged into one piece.
+    pieces: Vec<Payload>,
+    record_count: u32,
     /// Holds one exclusive request's part; never shared.
     exclusive: bool,
     /// `(waiter, part, offset of the part's first record within the chunk)`.
@@ -157,7 +178,8 @@ impl Pending {
                     self.chunk_count += 1;
                     list.push(Chunk {
                         compression: p.compression,
-                        records: Vec::new(),
+                        pieces: Vec::new(),
+                        record_count: 0,
                         exclusive,
                         parts: Vec::new(),
                     });
@@ -165,9 +187,14 @@ impl Pending {
                 }
             };
             chunk.compression = p.compression;
-            chunk.parts.push((w, part, chunk.records.len() as u32));
-            records += p.records.len() as u64;
-            chunk.records.extend(p.records);
+            chunk.parts.push((w, part, chunk.record_count));
+            let n = p.payload.record_count();
+            records += u64::from(n);
+            chunk.record_count += n;
+            match (chunk.pieces.last_mut(), p.payload) {
+                (Some(Payload::Records(last)), Payload::Records(more)) => last.extend(more),
+                (_, payload) => chunk.pieces.push(payload),
+            }
             topics.push(p.topic);
         }
         self.waiters.push(Waiter {
@@ -265,14 +292,23 @@ fn encode(pending: &Pending, batch_target: usize) -> Result<(Vec<u8>, Vec<ChunkI
     let mut w = SegmentWriter::with_capacity(pending.bytes + pending.bytes / 8);
     for (&(topic, partition), chunk) in pending.ordered() {
         w.begin_chunk(topic, partition)?;
-        let mut start = 0;
-        let mut weight = 0;
-        for (i, r) in chunk.records.iter().enumerate() {
-            weight += r.weight();
-            if weight >= batch_target || i + 1 == chunk.records.len() {
-                w.append_batch(&chunk.records[start..=i], chunk.compression)?;
-                start = i + 1;
-                weight = 0;
+        for piece in &chunk.pieces {
+            let records = match piece {
+                Payload::Produced(batch) => {
+                    w.append_produced(batch)?;
+                    continue;
+                }
+                Payload::Records(records) => records,
+            };
+            let mut start = 0;
+            let mut weight = 0;
+            for (i, r) in records.iter().enumerate() {
+                weight += r.weight();
+                if weight >= batch_target || i + 1 == records.len() {
+                    w.append_batch(&records[start..=i], chunk.compression)?;
+                    start = i + 1;
+                    weight = 0;
+                }
             }
         }
     }
@@ -415,7 +451,7 @@ fn answer(ctx: &FlushContext, pending: &mut Pending, outcome: CommitOutcome) {
         match base {
             Some(base) => {
                 ctx.notifier
-                    .publish(topic, partition, base + chunk.records.len() as u64);
+                    .publish(topic, partition, base + u64::from(chunk.record_count));
                 for &(w, part, rel) in &chunk.parts {
                     waiters[w].bases[part] = base + u64::from(rel);
                 }

@@ -25,6 +25,9 @@ pub enum Error {
     TopicChanged(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// A producer's batch failed its checks (CRC, framing, offsets); nothing was stored.
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
     /// A conditional write was refused (fencing, sequences, membership).
     #[error(transparent)]
     Refused(silt_metadata::Refusal),
@@ -76,7 +79,7 @@ impl Error {
             }
             Error::Refused(_) => ErrorKind::Refused,
             Error::TopicExists(_) => ErrorKind::AlreadyExists,
-            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::InvalidArgument(_) | Error::InvalidBatch(_) => ErrorKind::InvalidArgument,
             Error::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
             Error::Overloaded { .. } => ErrorKind::Overloaded,
             Error::ShuttingDown | Error::Storage(_) | Error::TopicChanged(_) => {

@@ -13,6 +13,7 @@
 
 mod archive;
 pub mod batcher;
+mod batches;
 pub mod config;
 pub mod env;
 mod error;
@@ -38,6 +39,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use batches::{BatchAppended, BatchRead, PendingBatch};
 pub use config::AgentConfig;
 pub use env::{Env, JumpingClock, SystemEnv, TestEnv};
 pub use error::{Error, ErrorKind, Result};

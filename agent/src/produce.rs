@@ -21,7 +21,7 @@ use silt_metadata::Dedup;
 use silt_segment::Record;
 use tokio::sync::oneshot;
 
-use crate::batcher::{Admission, Append, Appended, Part, UnitSpec};
+use crate::batcher::{Admission, Append, Appended, Part, Payload, UnitSpec};
 use crate::groups::GroupCommit;
 use crate::{Agent, Error, ProduceRecord, Result, compression, partitioner};
 
@@ -158,7 +158,7 @@ impl Agent {
         };
         let shape: Vec<(u64, u32, u32)> = parts
             .iter()
-            .map(|p| (p.topic_id, p.partition, p.records.len() as u32))
+            .map(|p| (p.topic_id, p.partition, p.payload.record_count()))
             .collect();
         let admission = self.admit(weight)?;
         let (reply, answer) = oneshot::channel();
@@ -238,7 +238,8 @@ impl Agent {
     ) -> Result<(Vec<Part>, Placement, usize)> {
         let inner = &self.inner;
         let now = inner.env.now_ms();
-        let mut parts: Vec<Part> = Vec::new();
+        // Each part's head (payload still empty) and records.
+        let mut parts: Vec<(Part, Vec<Record>)> = Vec::new();
         let mut index: HashMap<(u64, u32), usize> = HashMap::new();
         let mut placement = Vec::with_capacity(batches.len());
         let mut weight = 0;
@@ -271,25 +272,34 @@ impl Agent {
                 };
                 weight += record.weight();
                 let i = *index.entry((t.id, p)).or_insert_with(|| {
-                    parts.push(Part {
+                    let head = Part {
                         topic_id: t.id,
                         topic: name.clone(),
                         partition: p,
                         compression: compression(t.config.compression),
-                        records: Vec::new(),
-                    });
+                        payload: Payload::Records(Vec::new()),
+                    };
+                    parts.push((head, Vec::new()));
                     parts.len() - 1
                 });
-                places.push((i, parts[i].records.len() as u64));
-                parts[i].records.push(record);
+                let records = &mut parts[i].1;
+                places.push((i, records.len() as u64));
+                records.push(record);
             }
             placement.push(places);
         }
+        let parts = parts
+            .into_iter()
+            .map(|(head, records)| Part {
+                payload: Payload::Records(records),
+                ..head
+            })
+            .collect();
         Ok((parts, placement, weight))
     }
 
     /// Reserves `weight` bytes of the memory bound, or answers 429.
-    fn admit(&self, weight: usize) -> Result<Admission> {
+    pub(crate) fn admit(&self, weight: usize) -> Result<Admission> {
         let inner = &self.inner;
         let admitted = u32::try_from(weight).ok().and_then(|w| {
             inner
@@ -298,7 +308,29 @@ impl Agent {
                 .try_acquire_many_owned(w.max(1))
                 .ok()
         });
-        let Some(permit) = admitted else {
+        self.admitted(admitted)
+    }
+
+    /// Reserves `weight` bytes of the memory bound, waiting up to `wait`
+    /// for earlier requests to drain.
+    pub(crate) async fn admit_within(&self, weight: usize, wait: Duration) -> Result<Admission> {
+        let inner = &self.inner;
+        let permits = u32::try_from(weight.max(1))
+            .ok()
+            .filter(|&w| w as usize <= inner.config.max_inflight_bytes);
+        let admitted = match permits {
+            Some(w) => tokio::time::timeout(wait, inner.admission.clone().acquire_many_owned(w))
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => None,
+        };
+        self.admitted(admitted)
+    }
+
+    fn admitted(&self, permit: Option<tokio::sync::OwnedSemaphorePermit>) -> Result<Admission> {
+        let inner = &self.inner;
+        let Some(permit) = permit else {
             self.count_rejected("overloaded");
             return Err(Error::Overloaded {
                 retry_after: inner.config.flush_interval.max(Duration::from_millis(100)) * 2,

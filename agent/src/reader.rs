@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
-use silt_metadata::{IndexEntry, Metadata, PartitionState};
+use silt_metadata::{IndexEntry, Metadata, PartitionState, ReadPlan};
 use silt_segment::Record;
 use silt_segment::store::ObjectStorage;
 
@@ -186,7 +186,20 @@ impl Reader {
         self.chunk(&entry).await
     }
 
-    async fn chunk(&self, e: &IndexEntry) -> Result<Bytes> {
+    /// The index entries from `offset` on; `None` if the partition does not exist.
+    pub(crate) async fn plan(
+        &self,
+        topic_id: u64,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Option<ReadPlan>> {
+        Ok(self
+            .md
+            .read_plan(topic_id, partition, offset, PLAN_ENTRIES)
+            .await?)
+    }
+
+    pub(crate) async fn chunk(&self, e: &IndexEntry) -> Result<Bytes> {
         let key: ChunkKey = (e.object.as_str().into(), e.byte_offset, e.byte_len);
         match self.cache.get_value_or_guard_async(&key).await {
             Ok(bytes) => {

@@ -11,6 +11,12 @@ use crate::conn::Answer;
 const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::Metadata, 0, 12),
+    // Produce v0-2 are advertised and refused (see `produce`); v13 names
+    // topics by id only.
+    (ApiKey::Produce, 0, 12),
+    // v13 and later name topics by id only.
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::InitProducerId, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::ListOffsets, 1, 6),

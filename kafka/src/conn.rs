@@ -1,24 +1,39 @@
 //! One client connection: frames in, requests decoded, answers out in
 //! order. Anything malformed ends this connection only.
+//!
+//! Requests are pipelined, as Kafka clients expect (librdkafka keeps up to
+//! five in flight): a reader task reads frames ahead (at most
+//! `max_in_flight`), each request is *started* in arrival order — a
+//! produce is submitted to the batcher there, so a connection's batches
+//! commit in the order sent — and answers are written in request order as
+//! they complete.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
 use kafka_protocol::protocol::{Encodable, decode_request_header_from_buffer};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::frame::{read_frame, write_frame};
-use crate::{Broker, api_versions, configs, metadata, offsets, topics};
+use crate::frame::{Frame, read_frame, write_frame};
+use crate::{Broker, api_versions, configs, fetch, metadata, offsets, produce, producers, topics};
 
 /// An answer to encode: the response and the version to encode it at.
 pub(crate) struct Answer {
     pub body: kafka_protocol::messages::ResponseKind,
     pub version: i16,
 }
+
+/// A started request: resolves to its encoded answer (`None`: no answer due).
+type Started = BoxFuture<'static, anyhow::Result<Option<BytesMut>>>;
 
 pub(crate) async fn serve(
     broker: Arc<Broker>,
@@ -28,90 +43,147 @@ pub(crate) async fn serve(
 ) {
     let span = tracing::info_span!("kafka_connection", %addr);
     async move {
-        let (mut r, mut w) = stream.into_split();
-        loop {
-            let read = tokio::select! {
-                f = tokio::time::timeout(broker.config.idle_timeout, read_frame(&mut r, broker.config.max_frame_bytes, &broker.frames)) => f,
-                () = stop.cancelled() => return,
-            };
-            let frame = match read {
-                Err(_) => {
-                    tracing::debug!("closing an idle connection");
-                    return;
-                }
-                Ok(Ok(Some(frame))) => frame,
-                Ok(Ok(None)) => return,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "closing the connection: bad frame");
-                    return;
-                }
-            };
-            let answer = match handle(&broker, frame.body.clone()).await {
-                Ok(Some(bytes)) => bytes,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "closing the connection: malformed request");
-                    return;
-                }
-            };
-            if let Err(e) = write_frame(&mut w, &answer).await {
-                tracing::debug!(error = %e, "client went away");
-                return;
+        let (r, mut w) = stream.into_split();
+        let depth = broker.config.max_in_flight.max(1);
+        let (frames_tx, mut frames) = mpsc::channel(depth);
+        let reader = tokio::spawn(read_frames(broker.clone(), r, frames_tx).in_current_span());
+        let mut in_flight: FuturesOrdered<Started> = FuturesOrdered::new();
+        let mut reading = true;
+        while reading || !in_flight.is_empty() {
+            tokio::select! {
+                frame = frames.recv(), if reading && in_flight.len() < depth => match frame {
+                    Some(frame) => match start(&broker, frame).await {
+                        Ok(started) => in_flight.push_back(started),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "closing the connection: malformed request");
+                            break;
+                        }
+                    },
+                    None => reading = false,
+                },
+                Some(done) = in_flight.next() => match done {
+                    Ok(Some(bytes)) => {
+                        if let Err(e) = write_frame(&mut w, &bytes).await {
+                            tracing::debug!(error = %e, "client went away");
+                            break;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "closing the connection: request failed");
+                        break;
+                    }
+                },
+                () = stop.cancelled() => break,
             }
         }
+        reader.abort();
     }
     .instrument(span)
     .await;
 }
 
-/// Decodes and answers one request frame; `None` if no answer is due.
-async fn handle(broker: &Broker, mut frame: Bytes) -> anyhow::Result<Option<BytesMut>> {
-    anyhow::ensure!(frame.len() >= 8, "a request of {} bytes", frame.len());
-    let key = (&frame[0..2]).get_i16();
-    let version = (&frame[2..4]).get_i16();
-    let correlation_id = (&frame[4..8]).get_i32();
+/// Reads frames until the client stops, idles out or sends a bad frame.
+async fn read_frames(broker: Arc<Broker>, mut r: OwnedReadHalf, out: mpsc::Sender<Frame>) {
+    let c = &broker.config;
+    loop {
+        let read = tokio::time::timeout(
+            c.idle_timeout,
+            read_frame(&mut r, c.max_frame_bytes, &broker.frames),
+        );
+        match read.await {
+            Err(_) => {
+                tracing::debug!("closing an idle connection");
+                return;
+            }
+            Ok(Ok(Some(frame))) => {
+                if out.send(frame).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "closing the connection: bad frame");
+                return;
+            }
+        }
+    }
+}
+
+/// Decodes one request and starts it; the frame (and its share of the
+/// byte budget) is held until the answer is ready.
+async fn start(broker: &Arc<Broker>, frame: Frame) -> anyhow::Result<Started> {
+    let mut body = frame.body.clone();
+    anyhow::ensure!(body.len() >= 8, "a request of {} bytes", body.len());
+    let key = (&body[0..2]).get_i16();
+    let version = (&body[2..4]).get_i16();
+    let correlation_id = (&body[4..8]).get_i32();
+    let ready = |bytes: anyhow::Result<Option<BytesMut>>| -> Started { Box::pin(async { bytes }) };
     if key == ApiKey::ApiVersions as i16 && !api_versions::supports(ApiKey::ApiVersions, version) {
         // KIP-511: answer v0, whatever the request's version and header.
-        return encode(
-            correlation_id,
-            ApiKey::ApiVersions,
-            Answer {
-                body: api_versions::unsupported_version(),
-                version: 0,
-            },
-        )
-        .map(Some);
+        let answer = Answer {
+            body: api_versions::unsupported_version(),
+            version: 0,
+        };
+        return Ok(ready(
+            encode(correlation_id, ApiKey::ApiVersions, answer).map(Some),
+        ));
     }
     let api = ApiKey::try_from(key).map_err(|()| anyhow::anyhow!("unknown API key {key}"))?;
     anyhow::ensure!(
         api_versions::supports(api, version),
         "{api:?} v{version} is not supported (see ApiVersions)"
     );
-    let header: RequestHeader = decode_request_header_from_buffer(&mut frame)?;
-    let request = RequestKind::decode(api, &mut frame, version)?;
+    let header: RequestHeader = decode_request_header_from_buffer(&mut body)?;
+    if api == ApiKey::Produce && version < produce::MIN_VERSION {
+        let refused = produce::refuse_legacy(version, correlation_id, body)
+            .ok_or_else(|| anyhow::anyhow!("malformed Produce v{version}"));
+        return Ok(ready(refused.map(Some)));
+    }
+    let request = RequestKind::decode(api, &mut body, version)?;
     let span = tracing::debug_span!("kafka_request", ?api, version, client = ?header.client_id);
-    let answer = match request {
+    if let RequestKind::Produce(req) = request {
+        let answer = produce::submit(broker, req, version)
+            .instrument(span.clone())
+            .await;
+        return Ok(Box::pin(
+            async move {
+                let answer = answer.await;
+                drop(frame);
+                answer.map(|a| encode(correlation_id, api, a)).transpose()
+            }
+            .instrument(span),
+        ));
+    }
+    let broker = broker.clone();
+    Ok(Box::pin(
+        async move {
+            let answer = answer(&broker, api, request, version).await?;
+            drop(frame);
+            encode(correlation_id, api, answer).map(Some)
+        }
+        .instrument(span),
+    ))
+}
+
+/// Answers every request but Produce.
+async fn answer(
+    broker: &Broker,
+    api: ApiKey,
+    request: RequestKind,
+    version: i16,
+) -> anyhow::Result<Answer> {
+    Ok(match request {
         RequestKind::ApiVersions(_) => api_versions::answer(version),
-        RequestKind::Metadata(req) => {
-            metadata::answer(broker, req, version)
-                .instrument(span)
-                .await?
-        }
-        RequestKind::ListOffsets(req) => offsets::list(broker, req, version).instrument(span).await,
-        RequestKind::DescribeConfigs(req) => {
-            configs::describe(broker, req, version)
-                .instrument(span)
-                .await
-        }
-        RequestKind::CreateTopics(req) => {
-            topics::create(broker, req, version).instrument(span).await
-        }
-        RequestKind::DeleteTopics(req) => {
-            topics::delete(broker, req, version).instrument(span).await
-        }
+        RequestKind::Metadata(req) => metadata::answer(broker, req, version).await?,
+        RequestKind::Fetch(req) => fetch::fetch(broker, req, version).await,
+        RequestKind::ListOffsets(req) => offsets::list(broker, req, version).await,
+        RequestKind::DescribeConfigs(req) => configs::describe(broker, req, version).await,
+        RequestKind::CreateTopics(req) => topics::create(broker, req, version).await,
+        RequestKind::DeleteTopics(req) => topics::delete(broker, req, version).await,
+        RequestKind::InitProducerId(req) => producers::init(broker, req, version).await,
         _ => anyhow::bail!("{api:?} is advertised but not handled"),
-    };
-    encode(correlation_id, api, answer).map(Some)
+    })
 }
 
 fn encode(correlation_id: i32, api: ApiKey, answer: Answer) -> anyhow::Result<BytesMut> {

@@ -24,9 +24,13 @@
 mod api_versions;
 mod configs;
 mod conn;
+mod errors;
+mod fetch;
 mod frame;
 mod metadata;
 mod offsets;
+mod produce;
+mod producers;
 mod topics;
 
 use std::net::SocketAddr;
@@ -54,6 +58,17 @@ pub struct KafkaConfig {
     pub idle_timeout: Duration,
     /// Bytes of request frames all connections may hold at once.
     pub max_inflight_bytes: usize,
+    /// Requests one connection may have in flight (read ahead, answered in order).
+    pub max_in_flight: usize,
+    /// Largest batch a producer may send for one partition
+    /// (`MESSAGE_TOO_LARGE` above it).
+    pub max_message_bytes: usize,
+    /// How long a produce waits for the agent's memory bound before it is
+    /// answered `THROTTLING_QUOTA_EXCEEDED`.
+    pub admission_wait: Duration,
+    /// Caps a fetch's `max_bytes` and `max_wait_ms`.
+    pub max_fetch_bytes: usize,
+    pub max_fetch_wait: Duration,
 }
 
 impl Default for KafkaConfig {
@@ -64,6 +79,11 @@ impl Default for KafkaConfig {
             max_connections: 1000,
             idle_timeout: Duration::from_secs(600),
             max_inflight_bytes: 256 << 20,
+            max_in_flight: 16,
+            max_message_bytes: 16 << 20,
+            admission_wait: Duration::from_secs(5),
+            max_fetch_bytes: 64 << 20,
+            max_fetch_wait: Duration::from_secs(30),
         }
     }
 }

@@ -10,7 +10,9 @@
 //! * every chunk's topic and partition must still exist (else `TopicGone`);
 //! * a producer sequence must be the producer's next one at its current
 //!   epoch (a retry of a recent one is a `Duplicate`, answered from the
-//!   stored answer); an idempotency key must be new or hold the same request;
+//!   stored answer); a Kafka producer's batch must continue its partition's
+//!   sequence window ([`crate::sequences`]); an idempotency key must be new
+//!   or hold the same request;
 //! * an offset commit must pass the group's fencing ([`crate::groups`]).
 //!
 //! A refused or duplicate unit's chunks get no offsets: their bytes stay in
@@ -32,6 +34,7 @@ use crate::keys::Key;
 use crate::kv::Txn;
 use crate::producers::{PRODUCER_TTL_MS, put_producer};
 use crate::reclaim::{add_refs, queue_garbage};
+use crate::sequences::{self, KafkaBatch};
 use crate::values::{
     Answer, AnswerPart, IdempotencyRecord, IndexEntry, MAX_CHUNKS_PER_SEGMENT, ProducerRecord,
     Refusal, SegmentRecord, UnitOutcome,
@@ -102,6 +105,8 @@ pub enum Dedup {
         fingerprint: u64,
         expires_ms: i64,
     },
+    /// A Kafka idempotent producer's batch (a unit of one chunk).
+    KafkaBatch(KafkaBatch),
 }
 
 /// What identifies a request's retries.
@@ -109,6 +114,8 @@ pub enum Dedup {
 enum Identity<'a> {
     Producer(u64, u32, u64),
     Key(&'a str),
+    /// Producer, topic, partition, first sequence.
+    KafkaBatch(u64, u64, u32, i32),
 }
 
 impl Dedup {
@@ -120,6 +127,9 @@ impl Dedup {
                 sequence,
             } => Identity::Producer(*id, *epoch, *sequence),
             Dedup::Key { key, .. } => Identity::Key(key),
+            Dedup::KafkaBatch(b) => {
+                Identity::KafkaBatch(b.producer_id, b.topic_id, b.partition, b.first_sequence)
+            }
         }
     }
 
@@ -128,6 +138,7 @@ impl Dedup {
     fn same_request(&self, other: &Dedup) -> bool {
         match (self, other) {
             (Dedup::Key { fingerprint: a, .. }, Dedup::Key { fingerprint: b, .. }) => a == b,
+            (Dedup::KafkaBatch(a), Dedup::KafkaBatch(b)) => a == b,
             _ => true,
         }
     }
@@ -362,15 +373,28 @@ async fn index_chunk(txn: &mut dyn Txn, c: &SegmentCommit, ch: &ChunkCommit) -> 
 /// producer's new sequence and the offsets (the answer comes later, once
 /// the bases are known).
 async fn admit(txn: &mut dyn Txn, unit: &CommitUnit, now_ms: i64) -> Result<UnitResult> {
+    // The producer whose record moves on: `(id, record, its next request sequence)`.
     let mut producer = None;
+    let mut window = None;
     match &unit.dedup {
         Some(Dedup::Producer {
             id,
             epoch,
             sequence,
         }) => match check_sequence(txn, *id, *epoch, *sequence).await? {
-            SequenceCheck::Next(rec) => producer = Some((*id, rec)),
+            SequenceCheck::Next(rec) => {
+                let next = rec.next_sequence + 1;
+                producer = Some((*id, rec, next));
+            }
             SequenceCheck::Done(r) => return Ok(r),
+        },
+        Some(Dedup::KafkaBatch(b)) => match sequences::check(txn, b).await? {
+            sequences::Check::Next(rec, w) => {
+                let next = rec.next_sequence;
+                producer = Some((b.producer_id, rec, next));
+                window = Some((b, w));
+            }
+            sequences::Check::Done(r) => return Ok(r),
         },
         Some(Dedup::Key {
             key, fingerprint, ..
@@ -393,8 +417,11 @@ async fn admit(txn: &mut dyn Txn, unit: &CommitUnit, now_ms: i64) -> Result<Unit
             return Ok(UnitResult::Refused(r));
         }
     }
-    if let Some((id, mut rec)) = producer {
-        rec.next_sequence += 1;
+    if let Some((b, w)) = window {
+        sequences::admit(txn, b, w);
+    }
+    if let Some((id, mut rec, next)) = producer {
+        rec.next_sequence = next;
         // Push the expiry out, rewriting its index only twice per lifetime.
         let previous = rec.expires_ms;
         if previous - now_ms < PRODUCER_TTL_MS / 2 {
@@ -465,6 +492,10 @@ async fn store_answer(txn: &mut dyn Txn, dedup: &Dedup, answer: Answer, now_ms: 
                 txn.clear(&Key::ProducerAnswer(*id, old).encode());
             }
         }
+        Dedup::KafkaBatch(b) => {
+            let base = answer.parts.first().map_or(0, |p| p.base);
+            sequences::record_base(txn, b, base).await?;
+        }
         Dedup::Key {
             key,
             fingerprint,
@@ -519,6 +550,7 @@ async fn stored_answer(txn: &mut dyn Txn, dedup: Option<&Dedup>) -> Result<UnitR
             .await?
             .map(|b| IdempotencyRecord::decode(&b).map(|r| r.answer))
             .transpose()?,
+        Some(Dedup::KafkaBatch(b)) => sequences::stored(txn, b).await?,
         None => None,
     };
     Ok(match stored {

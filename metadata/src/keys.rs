@@ -22,6 +22,7 @@
 //! | 0x0D | `ProducerAnswer(producer_id, sequence)`    | `Answer`: offsets a sequenced request got  |
 //! | 0x0E | `Idempotency(key)`                         | `IdempotencyRecord`: request fingerprint and `Answer` |
 //! | 0x0F | `Expiry(at_ms, key)`                       | empty: `key` is garbage from `at_ms` on; or the end of the range `[key, end)` that is |
+//! | 0x10 | `KafkaSequence(producer_id, topic_id, partition)` | `SequenceWindow`: the last batches a Kafka idempotent producer wrote there |
 //! | 0x11 | `Archive(topic_id, partition)`             | `ArchiveProgress`: next offset to archive, planned file end |
 //! | 0x12 | `Collected(segment_id)`                    | collected_ms, u64 BE: GC's fence; a commit that finds it is refused |
 //! | 0x15 | `ObjectRefs(object)`                       | u64 BE: index entries pointing into the object |
@@ -29,8 +30,7 @@
 //! | 0x17 | `Reclaim(topic_id)`                        | the deleted topic's name: its index entries and archive files are still to reclaim |
 //!
 //! Reserved for the capabilities still to come (same table, same rules):
-//! `0x10 KafkaSequence(producer_id, topic_id, partition)` — per-partition
-//! sequence window of Kafka idempotent producers; `0x13 ShareWindow(group, topic_id,
+//! `0x13 ShareWindow(group, topic_id,
 //! partition)` and `0x14 ShareRecord(group, topic_id, partition, offset)` —
 //! share-group in-flight windows.
 //!
@@ -61,6 +61,7 @@ pub enum KeyKind {
     ProducerAnswer = 0x0D,
     Idempotency = 0x0E,
     Expiry = 0x0F,
+    KafkaSequence = 0x10,
     Archive = 0x11,
     Collected = 0x12,
     ObjectRefs = 0x15,
@@ -87,6 +88,7 @@ pub enum Key<'a> {
     Idempotency(&'a str),
     /// `(at_ms, encoded key)`: the key is garbage from `at_ms` on.
     Expiry(i64, &'a [u8]),
+    KafkaSequence(u64, u64, u32),
     Archive(u64, u32),
     Collected(&'a str),
     ObjectRefs(&'a str),
@@ -119,6 +121,7 @@ impl Key<'_> {
             Key::ProducerAnswer(..) => KeyKind::ProducerAnswer,
             Key::Idempotency(_) => KeyKind::Idempotency,
             Key::Expiry(..) => KeyKind::Expiry,
+            Key::KafkaSequence(..) => KeyKind::KafkaSequence,
             Key::Archive(..) => KeyKind::Archive,
             Key::Collected(_) => KeyKind::Collected,
             Key::ObjectRefs(_) => KeyKind::ObjectRefs,
@@ -161,6 +164,11 @@ impl Key<'_> {
             }
             Key::Offset(g, t, p) => {
                 put_str(&mut k, g);
+                k.extend_from_slice(&t.to_be_bytes());
+                k.extend_from_slice(&p.to_be_bytes());
+            }
+            Key::KafkaSequence(id, t, p) => {
+                k.extend_from_slice(&id.to_be_bytes());
                 k.extend_from_slice(&t.to_be_bytes());
                 k.extend_from_slice(&p.to_be_bytes());
             }
@@ -264,6 +272,13 @@ impl KeyRange {
         Self::prefix(p)
     }
 
+    /// All `KafkaSequence` keys of a producer.
+    pub fn kafka_sequences(producer_id: u64) -> Self {
+        let mut p = vec![KeyKind::KafkaSequence as u8];
+        p.extend_from_slice(&producer_id.to_be_bytes());
+        Self::prefix(p)
+    }
+
     /// `Garbage` keys due before `at_ms`.
     pub fn garbage_before(at_ms: i64) -> Self {
         Self {
@@ -343,6 +358,9 @@ pub fn decode(key: &[u8]) -> Result<Key<'_>, BadKey> {
             k if k == KeyKind::ProducerAnswer as u8 => Key::ProducerAnswer(e.u64()?, e.u64()?),
             k if k == KeyKind::Idempotency as u8 => Key::Idempotency(e.str()?),
             k if k == KeyKind::Expiry as u8 => Key::Expiry(e.u64()? as i64, e.rest()),
+            k if k == KeyKind::KafkaSequence as u8 => {
+                Key::KafkaSequence(e.u64()?, e.u64()?, e.u32()?)
+            }
             k if k == KeyKind::Archive as u8 => Key::Archive(e.u64()?, e.u32()?),
             k if k == KeyKind::Collected as u8 => Key::Collected(e.str()?),
             k if k == KeyKind::ObjectRefs as u8 => Key::ObjectRefs(e.str()?),
@@ -420,6 +438,10 @@ mod tests {
         #[test]
         fn answers_and_expiries_round_trip(id in any::<u64>(), seq in any::<u64>(), at in 0i64..i64::MAX, n in name()) {
             prop_assert!(round_trips(Key::ProducerAnswer(id, seq)));
+            prop_assert!(round_trips(Key::KafkaSequence(id, seq, at as u32)));
+            let own = KeyRange::kafka_sequences(id);
+            let k = Key::KafkaSequence(id, seq, at as u32).encode();
+            prop_assert!(own.begin <= k && k < own.end);
             let target = Key::Idempotency(&n).encode();
             prop_assert!(round_trips(Key::Expiry(at, &target)));
             let due = KeyRange::expired_before(at.saturating_add(1));

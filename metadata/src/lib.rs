@@ -12,7 +12,7 @@
 //! a partition are dense from its log start; a segment is indexed at most
 //! once, however often its commit is retried; a commit is acknowledged only
 //! when durable in the store; a commit unit is all or nothing, a producer
-//! sequence or idempotency key commits at most once, and a fenced member
+//! sequence, Kafka batch sequence or idempotency key commits at most once, and a fenced member
 //! never moves a group's offsets ([`commit`], [`groups`], [`producers`]).
 
 pub mod archive;
@@ -31,6 +31,7 @@ pub mod producers;
 pub mod reclaim;
 pub mod retention;
 pub mod runner;
+pub mod sequences;
 pub mod sqlite;
 pub mod values;
 
@@ -40,6 +41,7 @@ pub use catalog::{MAX_PARTITIONS, Metadata, ReadPlan, TopicInfo};
 pub use commit::{ChunkCommit, CommitOutcome, CommitUnit, Dedup, SegmentCommit, UnitResult};
 pub use error::{Error, ErrorKind, Result};
 pub use producers::ProducerId;
+pub use sequences::KafkaBatch;
 pub use values::{Answer, CompressionName, IndexEntry, PartitionState, Refusal, TopicConfig};
 
 /// Opens the store a URL names:

@@ -22,8 +22,8 @@ use crate::{Error, Metadata, Result};
 /// `transactional.id.expiration.ms`).
 pub const PRODUCER_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 
-/// Writes a producer's record, moving its expiry (record and answers) to
-/// `rec.expires_ms` from `previous` (if it had one).
+/// Writes a producer's record, moving its expiry (record, answers and
+/// Kafka sequence windows) to `rec.expires_ms` from `previous` (if it had one).
 pub(crate) fn put_producer(
     txn: &mut dyn Txn,
     id: u64,
@@ -31,17 +31,21 @@ pub(crate) fn put_producer(
     previous: Option<i64>,
 ) {
     let key = Key::Producer(id).encode();
-    let answers = KeyRange::producer_answers(id);
+    let ranges = [
+        KeyRange::producer_answers(id),
+        KeyRange::kafka_sequences(id),
+    ];
     if previous != Some(rec.expires_ms) {
         if let Some(at) = previous {
             txn.clear(&Key::Expiry(at, &key).encode());
-            txn.clear(&Key::Expiry(at, &answers.begin).encode());
+            for r in &ranges {
+                txn.clear(&Key::Expiry(at, &r.begin).encode());
+            }
         }
         txn.set(&Key::Expiry(rec.expires_ms, &key).encode(), &[]);
-        txn.set(
-            &Key::Expiry(rec.expires_ms, &answers.begin).encode(),
-            &answers.end,
-        );
+        for r in &ranges {
+            txn.set(&Key::Expiry(rec.expires_ms, &r.begin).encode(), &r.end);
+        }
     }
     txn.set(&key, &rec.encode());
 }

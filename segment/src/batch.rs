@@ -67,6 +67,13 @@ pub struct BatchHeader {
     pub last_offset_delta: i32,
     pub base_timestamp: i64,
     pub max_timestamp: i64,
+    /// Kafka's idempotent-producer fields; -1 when the producer has none.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    /// The attributes' transactional (bit 4) and control (bit 5) flags.
+    pub transactional: bool,
+    pub control: bool,
     pub record_count: i32,
 }
 
@@ -197,9 +204,9 @@ pub fn read_header(buf: &[u8]) -> Result<BatchHeader> {
     let last_offset_delta = c.i32()?;
     let base_timestamp = c.i64()?;
     let max_timestamp = c.i64()?;
-    let _producer_id = c.i64()?;
-    let _producer_epoch = c.i16()?;
-    let _base_sequence = c.i32()?;
+    let producer_id = c.i64()?;
+    let producer_epoch = c.i16()?;
+    let base_sequence = c.i32()?;
     let record_count = c.i32()?;
     if record_count < 0 || last_offset_delta < 0 {
         return Err(c.fail(Reason::BadLength(i64::from(record_count))));
@@ -211,6 +218,11 @@ pub fn read_header(buf: &[u8]) -> Result<BatchHeader> {
         last_offset_delta,
         base_timestamp,
         max_timestamp,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        transactional: attributes & 0x10 != 0,
+        control: attributes & 0x20 != 0,
         record_count,
     })
 }
@@ -357,6 +369,38 @@ pub fn validate_chunk(chunk: &[u8], byte_len: u32, record_count: u32) -> Result<
         ));
     }
     Ok(())
+}
+
+/// Copies the chunk's batches that hold offsets at or after `from` to
+/// `out`, whole and with absolute base offsets (`base_offset` plus the
+/// chunk-relative one), until `out` holds `max_bytes` (at least one batch is
+/// copied). Returns the offset after the last record copied, or `from`.
+/// The chunk must have been validated ([`validate_chunk`]).
+pub fn copy_batches(
+    chunk: &[u8],
+    base_offset: u64,
+    from: u64,
+    max_bytes: usize,
+    out: &mut bytes::BytesMut,
+) -> Result<u64> {
+    let mut next = from;
+    for batch in Batches::new(chunk) {
+        let (header, bytes) = batch?;
+        let first = base_offset.saturating_add(header.base_offset.max(0) as u64);
+        let end = first.saturating_add(header.last_offset_delta as u64 + 1);
+        if end <= from {
+            continue;
+        }
+        if !out.is_empty() && out.len() + bytes.len() > max_bytes {
+            break;
+        }
+        let start = out.len();
+        out.extend_from_slice(bytes);
+        let absolute = i64::try_from(first).map_err(|_| Error::Encode("offset exceeds i64"))?;
+        out[start..start + 8].copy_from_slice(&absolute.to_be_bytes());
+        next = end;
+    }
+    Ok(next)
 }
 
 /// Decodes every record in a chunk (batches laid end to end), adding

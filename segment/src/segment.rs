@@ -108,6 +108,27 @@ impl SegmentWriter {
         Ok(rel)
     }
 
+    /// Appends a batch a producer sent ([`crate::produced::check`]ed), as
+    /// it is except for its base offset, which becomes relative to the
+    /// chunk; returns that offset.
+    pub fn append_produced(&mut self, batch: &crate::produced::ProducedBatch) -> Result<u32> {
+        let chunk = self
+            .open
+            .as_mut()
+            .ok_or(Error::Encode("append_produced without begin_chunk"))?;
+        let rel = chunk.record_count;
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&batch.bytes);
+        self.buf[start..start + 8].copy_from_slice(&i64::from(rel).to_be_bytes());
+        chunk.record_count = rel
+            .checked_add(batch.record_count)
+            .ok_or(Error::Encode("too many records in chunk"))?;
+        chunk.batch_count += 1;
+        chunk.min_timestamp = chunk.min_timestamp.min(batch.min_timestamp);
+        chunk.max_timestamp = chunk.max_timestamp.max(batch.max_timestamp);
+        Ok(rel)
+    }
+
     fn end_chunk(&mut self) {
         if let Some(mut c) = self.open.take() {
             c.len = (self.buf.len() as u64 - c.offset) as u32;

@@ -15,7 +15,10 @@ pub use groups::{
     CommittedOffset, GroupProtocol, GroupRecord, MAX_OFFSET_METADATA, MemberRecord, OffsetReset,
     TopicAssignment, decode_json,
 };
-pub use producers::{Answer, AnswerPart, IdempotencyRecord, ProducerRecord};
+pub use producers::{
+    Answer, AnswerPart, IdempotencyRecord, ProducerRecord, SEQUENCE_WINDOW, SequenceWindow,
+    SequencedBatch,
+};
 
 /// At most this many chunks in one segment commit (keeps the segment record
 /// under 100 kB and the transaction well under 10 MB).

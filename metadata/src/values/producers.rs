@@ -44,6 +44,67 @@ pub struct IdempotencyRecord {
     pub answer: Answer,
 }
 
+/// Most batches a [`SequenceWindow`] remembers (Kafka keeps five per
+/// producer and partition: a producer has at most five in flight).
+pub const SEQUENCE_WINDOW: usize = 5;
+
+/// One batch of a Kafka idempotent producer: its sequences and base offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SequencedBatch {
+    pub first_sequence: i32,
+    pub last_sequence: i32,
+    pub base: u64,
+}
+
+/// Value of `KafkaSequence(producer_id, topic_id, partition)`: the batches
+/// a Kafka idempotent producer last wrote to one partition, oldest first:
+/// `v1 | epoch u32 | n u8 | (first i32, last i32, base u64)*`, n ≤ [`SEQUENCE_WINDOW`].
+/// Expires with its producer (see `crate::producers`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SequenceWindow {
+    pub epoch: u32,
+    pub batches: Vec<SequencedBatch>,
+}
+
+impl SequenceWindow {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(6 + 16 * self.batches.len());
+        v.push(V1);
+        v.extend_from_slice(&self.epoch.to_be_bytes());
+        v.push(self.batches.len() as u8);
+        for b in &self.batches {
+            v.extend_from_slice(&b.first_sequence.to_be_bytes());
+            v.extend_from_slice(&b.last_sequence.to_be_bytes());
+            v.extend_from_slice(&b.base.to_be_bytes());
+        }
+        v
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader(b);
+        (|| {
+            r.version()?;
+            let epoch = r.u32()?;
+            let n = r.u8()? as usize;
+            if n > SEQUENCE_WINDOW {
+                return None;
+            }
+            let batches = (0..n)
+                .map(|_| {
+                    Some(SequencedBatch {
+                        first_sequence: r.u32()? as i32,
+                        last_sequence: r.u32()? as i32,
+                        base: r.u64()?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            r.end()?;
+            Some(Self { epoch, batches })
+        })()
+        .ok_or(corrupt("sequence window"))
+    }
+}
+
 impl ProducerRecord {
     pub fn encode(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(21);
@@ -177,7 +238,16 @@ mod tests {
             prop_assert_eq!(IdempotencyRecord::decode(&r.encode()).unwrap(), r);
         }
         #[test]
+        fn sequence_windows_round_trip(epoch in any::<u32>(), b in proptest::collection::vec((any::<i32>(), any::<i32>(), any::<u64>()), 0..=SEQUENCE_WINDOW)) {
+            let w = SequenceWindow {
+                epoch,
+                batches: b.into_iter().map(|(f, l, base)| SequencedBatch { first_sequence: f, last_sequence: l, base }).collect(),
+            };
+            prop_assert_eq!(SequenceWindow::decode(&w.encode()).unwrap(), w);
+        }
+        #[test]
         fn garbage_is_an_error_not_a_panic(b in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = SequenceWindow::decode(&b);
             let _ = ProducerRecord::decode(&b);
             let _ = Answer::decode(&b);
             let _ = IdempotencyRecord::decode(&b);

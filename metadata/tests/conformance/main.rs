@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod groups;
+mod kafka;
 mod units;
 
 use std::collections::BTreeSet;
@@ -18,6 +19,7 @@ use silt_metadata::sqlite::SqliteKv;
 use silt_metadata::{ChunkCommit, ErrorKind, Metadata, PartitionState, SegmentCommit, TopicConfig};
 
 use groups::*;
+use kafka::*;
 use units::*;
 
 /// A backend under test; dropping it cleans up.
@@ -489,6 +491,8 @@ macro_rules! suite {
             case!(idle_producers_are_forgotten);
             case!(retries_within_one_segment_are_duplicates);
             case!(archive_progress_is_planned_then_advanced);
+            case!(kafka_sequences_commit_once_per_partition);
+            case!(kafka_producers_are_fenced_by_epoch);
         }
     };
 }

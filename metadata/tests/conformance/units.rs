@@ -305,8 +305,9 @@ pub async fn idle_producers_are_forgotten(f: Fixture) {
     );
     // Only the segment's own record (kept a day) is due by the first deadline.
     assert_eq!(md.expire(PRODUCER_TTL_MS + 1, 100).await.unwrap(), 1);
-    // Idle for a whole TTL: the producer's record and its answers go.
-    assert_eq!(md.expire(late + PRODUCER_TTL_MS + 1, 100).await.unwrap(), 2);
+    // Idle for a whole TTL: the producer's record, its answers and its
+    // Kafka sequence windows go.
+    assert_eq!(md.expire(late + PRODUCER_TTL_MS + 1, 100).await.unwrap(), 3);
     assert_eq!(
         md.commit_segment(&seq("s1", 1, late + PRODUCER_TTL_MS + 2))
             .await
