@@ -14,6 +14,7 @@
 mod archive;
 pub mod batcher;
 mod batches;
+pub mod classic;
 pub mod config;
 pub mod env;
 mod error;
@@ -172,6 +173,11 @@ impl Agent {
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// The agent's clock (injected; tests move it).
+    pub fn now_ms(&self) -> i64 {
+        self.inner.env.now_ms()
     }
 
     pub fn config(&self) -> &AgentConfig {

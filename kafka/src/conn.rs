@@ -24,7 +24,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::frame::{Frame, read_frame, write_frame};
-use crate::{Broker, api_versions, configs, fetch, metadata, offsets, produce, producers, topics};
+use crate::{
+    Broker, api_versions, commits, configs, describe, fetch, groups, metadata, offsets, produce,
+    producers, topics,
+};
 
 /// An answer to encode: the response and the version to encode it at.
 pub(crate) struct Answer {
@@ -47,12 +50,13 @@ pub(crate) async fn serve(
         let depth = broker.config.max_in_flight.max(1);
         let (frames_tx, mut frames) = mpsc::channel(depth);
         let reader = tokio::spawn(read_frames(broker.clone(), r, frames_tx).in_current_span());
+        let host = addr.ip().to_string();
         let mut in_flight: FuturesOrdered<Started> = FuturesOrdered::new();
         let mut reading = true;
         while reading || !in_flight.is_empty() {
             tokio::select! {
                 frame = frames.recv(), if reading && in_flight.len() < depth => match frame {
-                    Some(frame) => match start(&broker, frame).await {
+                    Some(frame) => match start(&broker, frame, &host).await {
                         Ok(started) => in_flight.push_back(started),
                         Err(e) => {
                             tracing::warn!(error = %e, "closing the connection: malformed request");
@@ -112,7 +116,7 @@ async fn read_frames(broker: Arc<Broker>, mut r: OwnedReadHalf, out: mpsc::Sende
 
 /// Decodes one request and starts it; the frame (and its share of the
 /// byte budget) is held until the answer is ready.
-async fn start(broker: &Arc<Broker>, frame: Frame) -> anyhow::Result<Started> {
+async fn start(broker: &Arc<Broker>, frame: Frame, host: &str) -> anyhow::Result<Started> {
     let mut body = frame.body.clone();
     anyhow::ensure!(body.len() >= 8, "a request of {} bytes", body.len());
     let key = (&body[0..2]).get_i16();
@@ -156,9 +160,13 @@ async fn start(broker: &Arc<Broker>, frame: Frame) -> anyhow::Result<Started> {
         ));
     }
     let broker = broker.clone();
+    let client = Client {
+        id: header.client_id.as_deref().unwrap_or_default().to_owned(),
+        host: host.to_owned(),
+    };
     Ok(Box::pin(
         async move {
-            let answer = answer(&broker, api, request, version).await?;
+            let answer = answer(&broker, &client, api, request, version).await?;
             drop(frame);
             encode(correlation_id, api, answer).map(Some)
         }
@@ -167,8 +175,15 @@ async fn start(broker: &Arc<Broker>, frame: Frame) -> anyhow::Result<Started> {
 }
 
 /// Answers every request but Produce.
+/// Who sent a request.
+pub(crate) struct Client {
+    pub id: String,
+    pub host: String,
+}
+
 async fn answer(
     broker: &Broker,
+    client: &Client,
     api: ApiKey,
     request: RequestKind,
     version: i16,
@@ -182,6 +197,15 @@ async fn answer(
         RequestKind::CreateTopics(req) => topics::create(broker, req, version).await,
         RequestKind::DeleteTopics(req) => topics::delete(broker, req, version).await,
         RequestKind::InitProducerId(req) => producers::init(broker, req, version).await,
+        RequestKind::FindCoordinator(req) => groups::find_coordinator(broker, req, version),
+        RequestKind::JoinGroup(req) => groups::join(broker, req, version, client).await,
+        RequestKind::SyncGroup(req) => groups::sync(broker, req, version).await,
+        RequestKind::Heartbeat(req) => groups::heartbeat(broker, req, version).await,
+        RequestKind::LeaveGroup(req) => groups::leave(broker, req, version).await,
+        RequestKind::OffsetCommit(req) => commits::commit(broker, req, version).await,
+        RequestKind::OffsetFetch(req) => commits::fetch(broker, req, version).await,
+        RequestKind::DescribeGroups(req) => describe::describe(broker, req, version).await,
+        RequestKind::ListGroups(req) => describe::list(broker, req, version).await,
         _ => anyhow::bail!("{api:?} is advertised but not handled"),
     })
 }

@@ -22,11 +22,14 @@
 //! Only what is implemented is advertised.
 
 mod api_versions;
+mod commits;
 mod configs;
 mod conn;
+mod describe;
 mod errors;
 mod fetch;
 mod frame;
+mod groups;
 mod metadata;
 mod offsets;
 mod produce;

@@ -28,6 +28,7 @@
 //! while `now < expires_ms`.
 
 pub mod assign;
+pub mod classic;
 
 use std::collections::BTreeMap;
 
@@ -36,8 +37,8 @@ use crate::keys::{Key, KeyKind, KeyRange};
 use crate::kv::Txn;
 use crate::values::groups::{decode_json, encode_json};
 use crate::values::{
-    CommittedOffset, GroupProtocol, GroupRecord, MAX_OFFSET_METADATA, MemberRecord, OffsetReset,
-    Refusal, TopicAssignment,
+    ClassicPhase, CommittedOffset, GroupProtocol, GroupRecord, MAX_OFFSET_METADATA, MemberRecord,
+    OffsetReset, Refusal, TopicAssignment,
 };
 use crate::{Error, Metadata, Result};
 
@@ -127,7 +128,7 @@ pub struct GroupSummary {
     pub live_members: usize,
 }
 
-fn validate_member_id(id: &str) -> Result<()> {
+pub(crate) fn validate_member_id(id: &str) -> Result<()> {
     validate_id("member id", id, MAX_MEMBER_ID)
 }
 
@@ -136,14 +137,30 @@ pub fn validate_group_name(name: &str) -> Result<()> {
     validate_name("group", name)
 }
 
-async fn read_group(txn: &mut dyn Txn, group: &str, snapshot: bool) -> Result<Option<GroupRecord>> {
+impl GroupRecord {
+    /// A group that never had a member.
+    fn new(now_ms: i64) -> Self {
+        Self {
+            generation: 0,
+            protocol: None,
+            created_ms: now_ms,
+            classic: None,
+        }
+    }
+}
+
+pub(crate) async fn read_group(
+    txn: &mut dyn Txn,
+    group: &str,
+    snapshot: bool,
+) -> Result<Option<GroupRecord>> {
     match txn.get(&Key::Group(group).encode(), snapshot).await? {
         Some(b) => decode_json(&b, "group record").map(Some),
         None => Ok(None),
     }
 }
 
-async fn read_member(
+pub(crate) async fn read_member(
     txn: &mut dyn Txn,
     group: &str,
     member: &str,
@@ -158,7 +175,7 @@ async fn read_member(
     }
 }
 
-async fn read_members(
+pub(crate) async fn read_members(
     txn: &mut dyn Txn,
     group: &str,
     snapshot: bool,
@@ -175,11 +192,11 @@ async fn read_members(
         .collect()
 }
 
-fn write_group(txn: &mut dyn Txn, group: &str, g: &GroupRecord) {
+pub(crate) fn write_group(txn: &mut dyn Txn, group: &str, g: &GroupRecord) {
     txn.set(&Key::Group(group).encode(), &encode_json(g));
 }
 
-fn write_member(txn: &mut dyn Txn, group: &str, id: &str, m: &MemberRecord) {
+pub(crate) fn write_member(txn: &mut dyn Txn, group: &str, id: &str, m: &MemberRecord) {
     txn.set(&Key::Member(group, id).encode(), &encode_json(m));
 }
 
@@ -271,12 +288,15 @@ impl Metadata {
             Box::pin(async move {
                 let mut g = read_group(txn, &group, false)
                     .await?
-                    .unwrap_or(GroupRecord {
-                        generation: 0,
-                        protocol: None,
-                        created_ms: now_ms,
-                    });
+                    .unwrap_or_else(|| GroupRecord::new(now_ms));
                 let mut members = read_members(txn, &group, false).await?;
+                let kafka_live = members
+                    .values()
+                    .any(|m| m.classic.is_some() && m.is_live(now_ms));
+                if kafka_live {
+                    return Err(Refusal::InconsistentProtocol.into());
+                }
+                g.classic = None;
                 if let Some(m) = members.get(&req.member_id).filter(|m| m.is_live(now_ms)) {
                     return Ok(Membership {
                         member_id: req.member_id.clone(),
@@ -307,6 +327,7 @@ impl Metadata {
                         offset_reset: req.offset_reset,
                         assignment: Vec::new(),
                         joined_ms: now_ms,
+                        classic: None,
                     },
                 );
                 let mut members = rebalance(txn, &group, &mut g, members, now_ms, true).await?;
@@ -615,6 +636,16 @@ pub(crate) async fn check_offset_commit(
             generation: g.generation,
         }));
     }
+    if let Some(classic) = &g.classic {
+        // Kafka's rules: any partition, but not while the generation's
+        // assignment is still being handed out.
+        return Ok(match classic.phase {
+            ClassicPhase::Syncing => Err(Refusal::RebalanceInProgress {
+                generation: g.generation,
+            }),
+            _ => Ok(()),
+        });
+    }
     for o in &c.offsets {
         if !m.owns(o.topic_id, o.partition) {
             return Ok(Err(Refusal::NotAssigned {
@@ -629,12 +660,7 @@ pub(crate) async fn check_offset_commit(
 /// Writes checked offsets (creating the group record of a standalone reader).
 pub(crate) async fn write_offsets(txn: &mut dyn Txn, c: &OffsetCommit, now_ms: i64) -> Result<()> {
     if read_group(txn, &c.group, false).await?.is_none() {
-        let g = GroupRecord {
-            generation: 0,
-            protocol: None,
-            created_ms: now_ms,
-        };
-        write_group(txn, &c.group, &g);
+        write_group(txn, &c.group, &GroupRecord::new(now_ms));
     }
     for o in &c.offsets {
         let v = CommittedOffset {

@@ -20,6 +20,92 @@ pub struct GroupRecord {
     /// (offsets only). A live group has one protocol at a time.
     pub protocol: Option<GroupProtocol>,
     pub created_ms: i64,
+    /// The Kafka classic protocol's state, once a Kafka member has joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classic: Option<ClassicGroup>,
+}
+
+/// A group's state under Kafka's classic protocol (see
+/// `crate::groups::classic`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassicGroup {
+    /// What the members speak ("consumer" for consumers); all agree.
+    pub protocol_type: String,
+    /// The assignor chosen when the generation formed.
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub phase: ClassicPhase,
+}
+
+/// Where a classic group is in its rebalance cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "phase")]
+pub enum ClassicPhase {
+    /// No members; offsets only.
+    Empty,
+    /// Kafka's PreparingRebalance: members (re)join until every live one
+    /// has, or until `deadline_ms`.
+    Joining {
+        deadline_ms: i64,
+    },
+    /// Kafka's CompletingRebalance: the generation is formed; the leader's
+    /// assignment is awaited.
+    Syncing,
+    Stable,
+}
+
+impl ClassicPhase {
+    /// Kafka's name for the state (DescribeGroups, ListGroups).
+    pub fn kafka_name(self) -> &'static str {
+        match self {
+            ClassicPhase::Empty => "Empty",
+            ClassicPhase::Joining { .. } => "PreparingRebalance",
+            ClassicPhase::Syncing => "CompletingRebalance",
+            ClassicPhase::Stable => "Stable",
+        }
+    }
+}
+
+/// A classic member's protocol metadata or assignment: opaque bytes,
+/// base64 in the record's JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Opaque(#[serde(with = "base64_bytes")] pub Vec<u8>);
+
+/// One assignor a classic member supports, with its metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassicProtocol {
+    pub name: String,
+    pub metadata: Opaque,
+}
+
+/// A member's part in the Kafka classic protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassicMember {
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: u32,
+    /// In the member's order of preference.
+    pub protocols: Vec<ClassicProtocol>,
+    /// It has joined the generation now being formed.
+    pub rejoined: bool,
+    /// What the leader assigned it, as the leader encoded it.
+    pub assignment: Opaque,
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        STANDARD.decode(s).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A group membership protocol.
@@ -29,6 +115,8 @@ pub enum GroupProtocol {
     /// Members join over HTTP; the metadata transaction that admits or
     /// removes a member also computes the assignment.
     Http,
+    /// Kafka's classic protocol: the group's leader assigns.
+    Kafka,
 }
 
 /// Where to start without a committed offset.
@@ -54,6 +142,9 @@ pub struct MemberRecord {
     /// What it owns in the group's current generation.
     pub assignment: Vec<TopicAssignment>,
     pub joined_ms: i64,
+    /// Set for members that joined over the Kafka protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classic: Option<ClassicMember>,
 }
 
 impl MemberRecord {
@@ -149,6 +240,12 @@ mod tests {
             generation: 7,
             protocol: Some(GroupProtocol::Http),
             created_ms: 1,
+            classic: Some(ClassicGroup {
+                protocol_type: "consumer".into(),
+                protocol: Some("range".into()),
+                leader: None,
+                phase: ClassicPhase::Joining { deadline_ms: 9 },
+            }),
         };
         let back: GroupRecord = decode_json(&encode_json(&g), "group").unwrap();
         assert_eq!(back, g);

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 pub use groups::{
-    CommittedOffset, GroupProtocol, GroupRecord, MAX_OFFSET_METADATA, MemberRecord, OffsetReset,
-    TopicAssignment, decode_json,
+    ClassicGroup, ClassicMember, ClassicPhase, ClassicProtocol, CommittedOffset, GroupProtocol,
+    GroupRecord, MAX_OFFSET_METADATA, MemberRecord, OffsetReset, Opaque, TopicAssignment,
+    decode_json,
 };
 pub use producers::{
     Answer, AnswerPart, IdempotencyRecord, ProducerRecord, SEQUENCE_WINDOW, SequenceWindow,

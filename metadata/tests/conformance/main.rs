@@ -4,6 +4,7 @@
 //! skipped and why).
 #![allow(clippy::unwrap_used)]
 
+mod classic;
 mod groups;
 mod kafka;
 mod units;
@@ -18,6 +19,7 @@ use silt_metadata::runner::RetryPolicy;
 use silt_metadata::sqlite::SqliteKv;
 use silt_metadata::{ChunkCommit, ErrorKind, Metadata, PartitionState, SegmentCommit, TopicConfig};
 
+use classic::*;
 use groups::*;
 use kafka::*;
 use units::*;
@@ -493,6 +495,8 @@ macro_rules! suite {
             case!(archive_progress_is_planned_then_advanced);
             case!(kafka_sequences_commit_once_per_partition);
             case!(kafka_producers_are_fenced_by_epoch);
+            case!(classic_groups_form_generations_and_fence_commits);
+            case!(classic_members_expire_and_leave);
         }
     };
 }
