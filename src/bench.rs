@@ -62,6 +62,10 @@ pub struct BenchArgs {
     /// transactions per batch.
     #[arg(long)]
     pub groups: bool,
+    /// Compare the Kafka protocol with HTTP JSON in the same run: the
+    /// same record size, batch and concurrency over both (needs --embedded).
+    #[arg(long, requires = "embedded", conflicts_with = "groups")]
+    pub kafka: bool,
     #[command(flatten)]
     pub tuning: Tuning,
 }
@@ -89,18 +93,78 @@ fn disk_yardstick(dir: &std::path::Path, bytes: usize) -> anyhow::Result<f64> {
     Ok(written as f64 / secs / 1e6)
 }
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-struct Shared {
-    records: AtomicU64,
-    stop: AtomicBool,
-    produce_us: Mutex<Histogram<u64>>,
-    e2e_ms: Mutex<Histogram<u64>>,
-    errors: AtomicU64,
+/// What the workers of one produce phase share.
+pub struct Shared {
+    pub records: AtomicU64,
+    pub stop: AtomicBool,
+    pub produce_us: Mutex<Histogram<u64>>,
+    pub e2e_ms: Mutex<Histogram<u64>>,
+    pub errors: AtomicU64,
+}
+
+impl Shared {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            records: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            produce_us: Mutex::new(histogram()),
+            e2e_ms: Mutex::new(histogram()),
+            errors: AtomicU64::new(0),
+        })
+    }
+
+    /// Counts one request sent at `t` carrying `records`; after a failure,
+    /// backs off briefly.
+    pub async fn record(&self, ok: bool, t: Instant, records: u64) {
+        if ok {
+            let us = t.elapsed().as_micros() as u64;
+            let _ = self.produce_us.lock().record_n(us.max(1), records);
+            self.records.fetch_add(records, Ordering::Relaxed);
+        } else {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Runs `a.concurrency` closed-loop workers (`spawn(worker index)`) for
+/// `a.duration_secs`, printing progress each second; returns the seconds
+/// the phase took.
+pub async fn drive(
+    a: &BenchArgs,
+    shared: &Arc<Shared>,
+    spawn: impl Fn(usize) -> tokio::task::JoinHandle<()>,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let workers: Vec<_> = (0..a.concurrency).map(spawn).collect();
+    let deadline = started + Duration::from_secs(a.duration_secs);
+    let mut last = 0;
+    while Instant::now() < deadline {
+        tokio::time::sleep(
+            Duration::from_secs(1).min(deadline.saturating_duration_since(Instant::now())),
+        )
+        .await;
+        let n = shared.records.load(Ordering::Relaxed);
+        let p99 = shared.produce_us.lock().value_at_quantile(0.99) as f64 / 1000.0;
+        eprintln!(
+            "[{:>4.1}s] produced {n} records, {:.0} rec/s, p99 {p99:.1} ms, errors {}",
+            started.elapsed().as_secs_f64(),
+            (n - last) as f64,
+            shared.errors.load(Ordering::Relaxed)
+        );
+        last = n;
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await?;
+    }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 /// What a benchmark runs against: an agent at `url`, started in this
@@ -181,6 +245,11 @@ impl Target {
         })
     }
 
+    /// The embedded agent, if this process runs one.
+    pub fn agent(&self) -> Option<silt_agent::Agent> {
+        self.server.as_ref().map(|(agent, _)| agent.clone())
+    }
+
     pub async fn stop(mut self) {
         if let Some((agent, task)) = self.server.take() {
             agent.shutdown().await;
@@ -207,19 +276,16 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.groups {
         return crate::bench_groups::run(a).await;
     }
+    if a.kafka {
+        return crate::bench_kafka::run(a).await;
+    }
     let target = Target::start(&a).await?;
     let (url, yardstick) = (target.url.clone(), target.yardstick);
     let client = Client::new(&url);
     ensure_topic(&client, &a.topic, a.partitions).await?;
     let start_offsets = hwms(&client, &a.topic).await?;
 
-    let shared = Arc::new(Shared {
-        records: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        produce_us: Mutex::new(histogram()),
-        e2e_ms: Mutex::new(histogram()),
-        errors: AtomicU64::new(0),
-    });
+    let shared = Shared::new();
     // End-to-end latency, sampled by one long-polling consumer on partition 0
     // (reading every partition here would take CPU from the agent under test).
     let mut consumers = Vec::new();
@@ -240,83 +306,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         }));
     }
     let pool = value_pool(a.record_size)?;
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    let mut producers = Vec::new();
-    for w in 0..a.concurrency {
-        let (http, s, pool, batch, size) = (
-            http.clone(),
-            shared.clone(),
-            pool.clone(),
-            a.batch,
-            a.record_size,
-        );
-        let target = client.url(&format!("/v1/topics/{}/records", a.topic));
-        producers.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            let mut body = String::with_capacity(batch * (size + 64));
-            let mut cursor = (w * 7919) % (4 << 20);
-            while !s.stop.load(Ordering::Relaxed) {
-                // Rendered by hand: the load generator must stay cheap next to the agent.
-                let ts = now_ms();
-                body.clear();
-                body.push_str("{\"records\":[");
-                for i in 0..batch {
-                    if i > 0 {
-                        body.push(',');
-                    }
-                    let key = n + i as u64;
-                    cursor = (cursor + 104_729) % (4 << 20);
-                    let value = &pool[cursor..cursor + size];
-                    body.push_str(&format!(
-                        "{{\"key\":\"{w}-{key}\",\"timestamp\":{ts},\"value\":\"{value}\"}}"
-                    ));
-                }
-                body.push_str("]}");
-                let t = Instant::now();
-                let sent = http
-                    .post(&target)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await;
-                match sent.map(|r| r.status().is_success()) {
-                    Ok(true) => {
-                        let us = t.elapsed().as_micros() as u64;
-                        let _ = s.produce_us.lock().record_n(us.max(1), batch as u64);
-                        s.records.fetch_add(batch as u64, Ordering::Relaxed);
-                        n += batch as u64;
-                    }
-                    _ => {
-                        s.errors.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        }));
-    }
-    let deadline = started + Duration::from_secs(a.duration_secs);
-    let mut last = 0;
-    while Instant::now() < deadline {
-        tokio::time::sleep(
-            Duration::from_secs(1).min(deadline.saturating_duration_since(Instant::now())),
-        )
-        .await;
-        let n = shared.records.load(Ordering::Relaxed);
-        let p99 = shared.produce_us.lock().value_at_quantile(0.99) as f64 / 1000.0;
-        eprintln!(
-            "[{:>4.1}s] produced {n} records, {:.0} rec/s, p99 {p99:.1} ms, errors {}",
-            started.elapsed().as_secs_f64(),
-            (n - last) as f64,
-            shared.errors.load(Ordering::Relaxed)
-        );
-        last = n;
-    }
-    shared.stop.store(true, Ordering::Relaxed);
-    for p in producers {
-        p.await?;
-    }
-    let produce_secs = started.elapsed().as_secs_f64();
+    let produce_secs = produce_http(&a, &client, &a.topic, &pool, &shared).await?;
     for c in consumers {
         c.await?;
     }
@@ -361,6 +351,65 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         "produce_vs_disk": yardstick.map(|y| mb(produced, produce_secs) / y),
     });
     report(&result, a.json)
+}
+
+/// The HTTP JSON produce phase: `a.concurrency` closed-loop producers
+/// posting `a.batch` keyed records to `topic`; returns its seconds.
+pub async fn produce_http(
+    a: &BenchArgs,
+    client: &Client,
+    topic: &str,
+    pool: &Arc<str>,
+    shared: &Arc<Shared>,
+) -> anyhow::Result<f64> {
+    let http = reqwest::Client::new();
+    let target_url = client.url(&format!("/v1/topics/{topic}/records"));
+    drive(a, shared, |w| {
+        let (http, s, pool, batch, size) = (
+            http.clone(),
+            shared.clone(),
+            pool.clone(),
+            a.batch,
+            a.record_size,
+        );
+        let target = target_url.clone();
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            let mut body = String::with_capacity(batch * (size + 64));
+            let mut cursor = (w * 7919) % (4 << 20);
+            while !s.stop.load(Ordering::Relaxed) {
+                // Rendered by hand: the load generator must stay cheap next to the agent.
+                let ts = now_ms();
+                body.clear();
+                body.push_str("{\"records\":[");
+                for i in 0..batch {
+                    if i > 0 {
+                        body.push(',');
+                    }
+                    let key = n + i as u64;
+                    cursor = (cursor + 104_729) % (4 << 20);
+                    let value = &pool[cursor..cursor + size];
+                    body.push_str(&format!(
+                        "{{\"key\":\"{w}-{key}\",\"timestamp\":{ts},\"value\":\"{value}\"}}"
+                    ));
+                }
+                body.push_str("]}");
+                let t = Instant::now();
+                let sent = http
+                    .post(&target)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let ok = matches!(sent.map(|r| r.status().is_success()), Ok(true));
+                if ok {
+                    n += batch as u64;
+                }
+                s.record(ok, t, batch as u64).await;
+            }
+        })
+    })
+    .await
 }
 
 /// Incompressible values: distinct random alphanumeric slices of a 4 MiB

@@ -127,6 +127,15 @@ pub struct KafkaArgs {
     /// load balancer's; by default the Kafka listener's own.
     #[arg(long, env = "SILT_KAFKA_ADVERTISED")]
     pub kafka_advertised: Option<String>,
+    /// Create a topic a Kafka client asks for and that does not exist
+    /// (Kafka's `auto.create.topics.enable`), with this many partitions.
+    /// Off unless given.
+    #[arg(long, env = "SILT_KAFKA_AUTO_CREATE_PARTITIONS", value_parser = clap::value_parser!(u32).range(1..=i64::from(silt_agent::MAX_PARTITIONS)))]
+    pub kafka_auto_create_partitions: Option<u32>,
+    /// Largest batch a Kafka producer may send for one partition; larger
+    /// ones get MESSAGE_TOO_LARGE.
+    #[arg(long, env = "SILT_KAFKA_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
+    pub kafka_max_message_bytes: usize,
 }
 
 impl KafkaArgs {
@@ -146,6 +155,8 @@ impl KafkaArgs {
         };
         Ok(silt_kafka::KafkaConfig {
             advertised,
+            auto_create_partitions: self.kafka_auto_create_partitions,
+            max_message_bytes: self.kafka_max_message_bytes,
             ..silt_kafka::KafkaConfig::default()
         })
     }

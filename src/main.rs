@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_groups;
+mod bench_kafka;
 mod cli;
 mod client;
 mod faults;

@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-pub use silt_metadata::{CompressionName, MAX_PARTITIONS, TopicConfig};
-use silt_metadata::{Metadata, PartitionState, TopicInfo};
+pub use silt_metadata::{CompressionName, MAX_PARTITIONS, TopicConfig, TopicInfo};
+use silt_metadata::{Metadata, PartitionState};
 use silt_segment::store::ObjectStorage;
 use silt_segment::{Compression, Header};
 use tokio::sync::{Semaphore, mpsc};

@@ -69,6 +69,9 @@ pub struct KafkaConfig {
     /// How long a produce waits for the agent's memory bound before it is
     /// answered `THROTTLING_QUOTA_EXCEEDED`.
     pub admission_wait: Duration,
+    /// Partitions of a topic a Metadata request auto-creates; `None`: no
+    /// auto-creation (the default).
+    pub auto_create_partitions: Option<u32>,
     /// Caps a fetch's `max_bytes` and `max_wait_ms`.
     pub max_fetch_bytes: usize,
     pub max_fetch_wait: Duration,
@@ -85,6 +88,7 @@ impl Default for KafkaConfig {
             max_in_flight: 16,
             max_message_bytes: 16 << 20,
             admission_wait: Duration::from_secs(5),
+            auto_create_partitions: None,
             max_fetch_bytes: 64 << 20,
             max_fetch_wait: Duration::from_secs(30),
         }

@@ -1,6 +1,11 @@
 //! `Metadata`: this agent is the only broker, the leader of every
 //! partition and the controller. Any agent answers the same way with its
 //! own address, so a client stays on whichever agent it reached.
+//!
+//! Topic auto-creation is off unless `KafkaConfig::auto_create_partitions`
+//! is set (`--kafka-auto-create-partitions N`): then a Metadata request
+//! that allows it (v4 and later say so; older versions always do) creates
+//! each missing topic it names with N partitions and the default config.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -62,32 +67,65 @@ async fn topics(
         Some(t) if t.is_empty() && version == 0 => None,
         Some(t) => Some(t),
     };
+    let auto_create = broker
+        .config
+        .auto_create_partitions
+        .filter(|_| version < 4 || req.allow_auto_topic_creation);
     let Some(wanted) = wanted else {
         return Ok(all
             .iter()
             .map(|t| described(&t.name, t.id, t.partitions))
             .collect());
     };
-    Ok(wanted
-        .into_iter()
-        .map(|w| {
-            let found = match (&w.name, topic_id_of(w.topic_id)) {
-                (Some(name), _) => all.iter().find(|t| t.name.as_str() == &*name.0),
-                (None, Some(id)) => all.iter().find(|t| t.id == id),
-                (None, None) => None,
-            };
-            match found {
-                Some(t) => described(&t.name, t.id, t.partitions),
-                None => {
-                    let mut missing = MetadataResponseTopic::default();
-                    missing.error_code = ResponseError::UnknownTopicOrPartition.code();
-                    missing.name = w.name;
-                    missing.topic_id = w.topic_id;
-                    missing
-                }
+    let mut out = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let found = match (&w.name, topic_id_of(w.topic_id)) {
+            (Some(name), _) => all.iter().find(|t| t.name.as_str() == &*name.0).cloned(),
+            (None, Some(id)) => all.iter().find(|t| t.id == id).cloned(),
+            (None, None) => None,
+        };
+        let found = match (found, &w.name, auto_create) {
+            (Some(t), _, _) => Some(t),
+            (None, Some(name), Some(partitions)) => create(broker, name, partitions).await,
+            (None, _, _) => None,
+        };
+        out.push(match found {
+            Some(t) => described(&t.name, t.id, t.partitions),
+            None => {
+                let mut missing = MetadataResponseTopic::default();
+                missing.error_code = ResponseError::UnknownTopicOrPartition.code();
+                missing.name = w.name;
+                missing.topic_id = w.topic_id;
+                missing
             }
-        })
-        .collect())
+        });
+    }
+    Ok(out)
+}
+
+/// Auto-creates a topic (or finds the one another client just created).
+async fn create(
+    broker: &Broker,
+    name: &TopicName,
+    partitions: u32,
+) -> Option<silt_agent::TopicInfo> {
+    let agent = &broker.agent;
+    match agent
+        .create_topic(name, partitions, Default::default())
+        .await
+    {
+        Ok(t) => {
+            tracing::info!(topic = %name.0, partitions, "topic auto-created for a Kafka client");
+            Some(t)
+        }
+        Err(silt_agent::Error::TopicExists(_)) => {
+            agent.describe_topic(name).await.ok().map(|d| d.topic)
+        }
+        Err(e) => {
+            tracing::debug!(topic = %name.0, error = %e, "auto-creation refused");
+            None
+        }
+    }
 }
 
 fn described(name: &str, id: u64, partitions: u32) -> MetadataResponseTopic {

@@ -22,20 +22,20 @@ use tokio::net::TcpStream;
 use crate::common::{Silt, tempdir};
 
 /// A raw Kafka connection.
-struct Conn {
+pub(crate) struct Conn {
     stream: TcpStream,
     correlation: i32,
 }
 
 impl Conn {
-    async fn open(addr: &str) -> Self {
+    pub(crate) async fn open(addr: &str) -> Self {
         Self {
             stream: TcpStream::connect(addr).await.unwrap(),
             correlation: 0,
         }
     }
 
-    async fn send_frame(&mut self, body: &[u8]) {
+    pub(crate) async fn send_frame(&mut self, body: &[u8]) {
         self.stream
             .write_all(&(body.len() as u32).to_be_bytes())
             .await
@@ -44,7 +44,7 @@ impl Conn {
     }
 
     /// The next frame, or `None` if the server closed the connection.
-    async fn recv_frame(&mut self) -> Option<Bytes> {
+    pub(crate) async fn recv_frame(&mut self) -> Option<Bytes> {
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size).await.ok()?;
         let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
@@ -54,7 +54,7 @@ impl Conn {
 
     /// Sends `req` as `api` v`version`; returns the body after the header
     /// (decoded at `answer_version`'s header version).
-    async fn call<R: Encodable>(
+    pub(crate) async fn call<R: Encodable>(
         &mut self,
         api: ApiKey,
         version: i16,

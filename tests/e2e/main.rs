@@ -11,5 +11,7 @@ mod groups;
 mod jepsen;
 mod kafka;
 mod kafka_compat;
+mod kafka_data;
+mod kafka_groups;
 mod multi_agent;
 mod produce_consume;
