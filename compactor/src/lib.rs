@@ -20,9 +20,6 @@
 //! not rest on the lease: the lease only saves duplicate work. GC lists only
 //! segments named after its checkpoint: its work follows the write rate,
 //! not all of history.
-//!
-//! Merging small segments, the Parquet archive and retention come with the
-//! compactor's own issue (see docs/architecture.md).
 
 pub mod archive;
 mod merge;

@@ -12,14 +12,18 @@
 //! Bounds: frames have a size limit (checked before anything is allocated),
 //! connections are capped and closed when idle, and a malformed frame or
 //! request closes that connection only, with a log line. Requests on one
-//! connection are answered in order, one at a time.
+//! connection are pipelined (read ahead, started in order, answered in
+//! order; see `conn`).
 //!
-//! Supported so far: `ApiVersions` v0–3 (KIP-511: a version above the
-//! maximum gets the v0 answer with `UNSUPPORTED_VERSION` and the full key
-//! list), `Metadata` v0–12, `CreateTopics` v2–7, `DeleteTopics` v1–6 and
-//! `ListOffsets` v1–6 (earliest, latest, by timestamp) and
-//! `DescribeConfigs` v1–4 (topics).
-//! Only what is implemented is advertised.
+//! Supported (the table in `api_versions` is both what is advertised and
+//! what requests are checked against): `ApiVersions` v0–3 (KIP-511),
+//! `Metadata` v0–12, `Produce` v3–12 (v0–2 refused per partition),
+//! `Fetch` v4–12, `ListOffsets` v1–6, `InitProducerId` v0–4,
+//! `FindCoordinator` v0–5, `JoinGroup` v0–9, `SyncGroup` v0–5,
+//! `Heartbeat` v0–4, `LeaveGroup` v0–5, `OffsetCommit` v2–8,
+//! `OffsetFetch` v1–7, `DescribeGroups` v0–5, `ListGroups` v0–5,
+//! `CreateTopics` v2–7, `DeleteTopics` v1–6, `DescribeConfigs` v1–4.
+//! Transactions are not offered.
 
 mod api_versions;
 mod commits;
