@@ -112,3 +112,26 @@ def test_idempotent_producer_through_cut_connections(cluster):
         values += seqs
     assert len(values) == len(set(values)), f"{len(values) - len(set(values))} duplicates"
     assert set(values) == set(range(n)), f"{n - len(set(values))} records lost"
+
+
+def test_offsets_committed_over_http_resume_kafka_consumers(cluster):
+    """A group's offsets are one thing, whichever protocol committed them."""
+    from confluent_kafka import Consumer
+
+    cluster.create_topic("resume", 1)
+    post(f"{cluster.http}/v1/topics/resume/records",
+         {"records": [{"partition": 0, "value": f"r{i}"} for i in range(20)]})
+    post(f"{cluster.http}/v1/consumer-groups/resumers/offsets",
+         {"offsets": [{"topic": "resume", "partition": 0, "offset": 12}]})
+    c = Consumer({"bootstrap.servers": cluster.bootstrap(1), "group.id": "resumers",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe(["resume"])
+    deadline = time.time() + 30
+    m = None
+    while m is None and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error():
+            m = None
+    assert m is not None, "the consumer never got a record"
+    assert (m.offset(), m.value()) == (12, b"r12")
+    c.close()
