@@ -439,16 +439,27 @@ pub async fn hwms(client: &Client, topic: &str) -> anyhow::Result<Vec<u64>> {
         .collect())
 }
 
+/// Prints `r` as JSON if asked to; true if it did.
 #[allow(clippy::print_stdout)]
-pub fn report(r: &Value, as_json: bool) -> anyhow::Result<()> {
+pub fn print_json(r: &Value, as_json: bool) -> anyhow::Result<bool> {
     if as_json {
         println!("{}", serde_json::to_string_pretty(r)?);
+    }
+    Ok(as_json)
+}
+
+/// A number for a table, with `decimals` places; `-` if absent.
+pub fn number(v: &Value, decimals: usize) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".to_owned(), |x| format!("{x:.decimals$}"))
+}
+
+#[allow(clippy::print_stdout)]
+pub fn report(r: &Value, as_json: bool) -> anyhow::Result<()> {
+    if print_json(r, as_json)? {
         return Ok(());
     }
-    let f = |v: &Value| {
-        v.as_f64()
-            .map_or_else(|| "-".to_owned(), |x| format!("{x:.1}"))
-    };
+    let f = |v: &Value| number(v, 1);
     let p = &r["produce"];
     let l = &p["latency_ms"];
     let e = &r["end_to_end_latency_ms"];

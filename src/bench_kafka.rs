@@ -353,14 +353,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
 
 #[allow(clippy::print_stdout)]
 fn report(r: &Value, as_json: bool) -> anyhow::Result<()> {
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(r)?);
+    if crate::bench::print_json(r, as_json)? {
         return Ok(());
     }
-    let f = |v: &Value| {
-        v.as_f64()
-            .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"))
-    };
+    let f = |v: &Value| crate::bench::number(v, 2);
     println!(
         "{:<30} {:>12} {:>12} {:>10}",
         "metric", "HTTP JSON", "Kafka", "Kafka/HTTP"

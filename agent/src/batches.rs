@@ -24,7 +24,7 @@ use silt_segment::Compression;
 use silt_segment::produced::ProducedBatch;
 use tokio::sync::{oneshot, watch};
 
-use crate::batcher::{Append, Appended, Part, Payload, UnitSpec};
+use crate::batcher::{Appended, Part, Payload, UnitSpec};
 use crate::reader::Limits;
 use crate::{Agent, Error, Result};
 
@@ -91,25 +91,15 @@ impl Agent {
             })),
             offsets: None,
         });
-        let (reply, answer) = oneshot::channel();
-        let append = Append {
-            parts: vec![Part {
-                topic_id: t.id,
-                topic: t.name.as_str().into(),
-                partition,
-                // Only records Silt encodes itself use the topic's codec.
-                compression: Compression::None,
-                payload: Payload::Produced(checked),
-            }],
-            unit,
-            reply,
-            admission,
+        let part = Part {
+            topic_id: t.id,
+            topic: t.name.as_str().into(),
+            partition,
+            // Only records Silt encodes itself use the topic's codec.
+            compression: Compression::None,
+            payload: Payload::Produced(checked),
         };
-        inner
-            .appends
-            .send(append)
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
+        let answer = self.enqueue(vec![part], unit, admission).await?;
         Ok(PendingBatch {
             agent: self.clone(),
             topic: topic.to_owned(),

@@ -161,18 +161,7 @@ impl Agent {
             .map(|p| (p.topic_id, p.partition, p.payload.record_count()))
             .collect();
         let admission = self.admit(weight)?;
-        let (reply, answer) = oneshot::channel();
-        let append = Append {
-            parts,
-            unit,
-            reply,
-            admission,
-        };
-        inner
-            .appends
-            .send(append)
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
+        let answer = self.enqueue(parts, unit, admission).await?;
         let (bases, duplicate) = match answer.await {
             Ok(Ok(Appended::Committed(bases))) => (bases, false),
             Ok(Ok(Appended::Duplicate(a))) => {
@@ -296,6 +285,28 @@ impl Agent {
             })
             .collect();
         Ok((parts, placement, weight))
+    }
+
+    /// Hands admitted parts to the batcher; the receiver gets their outcome.
+    pub(crate) async fn enqueue(
+        &self,
+        parts: Vec<Part>,
+        unit: Option<UnitSpec>,
+        admission: Admission,
+    ) -> Result<oneshot::Receiver<Result<Appended>>> {
+        let (reply, answer) = oneshot::channel();
+        let append = Append {
+            parts,
+            unit,
+            reply,
+            admission,
+        };
+        self.inner
+            .appends
+            .send(append)
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        Ok(answer)
     }
 
     /// Reserves `weight` bytes of the memory bound, or answers 429.

@@ -153,3 +153,48 @@ async fn consume_with_a_group_commits_and_groups_shows_lag() {
     let listed = silt(&url, &["groups", "list"], None);
     assert!(listed.contains("\"readers\""), "{listed}");
 }
+
+/// `silt bench --kafka` runs both paths in one process and reports both:
+/// everything produced is read back on each side, with no errors. (The
+/// figures themselves belong to the benchmark, not to a test.)
+#[test]
+fn bench_compares_kafka_with_http() {
+    let dir = tempdir();
+    let data = dir.path().display().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_silt"))
+        .args([
+            "bench",
+            "--embedded",
+            "--kafka",
+            "--data-dir",
+            &data,
+            "--duration-secs",
+            "1",
+            "--yardstick-bytes",
+            "1048576",
+            "--concurrency",
+            "2",
+            "--batch",
+            "20",
+            "--json",
+        ])
+        .env_remove("SILT_URL")
+        .env("SILT_LOG", "warn")
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "silt bench --kafka failed");
+    let out = String::from_utf8(out.stdout).unwrap();
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for side in ["http", "kafka"] {
+        let produced = r[side]["produce"]["records"].as_u64().unwrap();
+        assert!(produced > 0, "{side} produced nothing: {r}");
+        assert_eq!(r[side]["produce"]["errors"], 0, "{side}: {r}");
+        assert_eq!(
+            r[side]["consume"]["records"].as_u64(),
+            Some(produced),
+            "{side}: {r}"
+        );
+    }
+    assert!(r["kafka_vs_http"]["produce"].as_f64().unwrap() > 0.0);
+}
