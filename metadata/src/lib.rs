@@ -5,6 +5,8 @@
 //! * [`sqlite`] — the embedded default: one file, WAL, `synchronous=FULL`;
 //!   several processes on one host may share it.
 //! * `fdb` — FoundationDB (cargo feature `fdb`), the production engine.
+//! * [`sim`] — in-process, with FoundationDB's transaction semantics
+//!   (versions, conflict ranges, limits, latency): tests and benchmarks.
 //! * [`fault`] — wraps any backend and injects conflicts and unknown commit
 //!   results, for tests.
 //!
@@ -32,6 +34,7 @@ pub mod reclaim;
 pub mod retention;
 pub mod runner;
 pub mod sequences;
+pub mod sim;
 pub mod sqlite;
 pub mod values;
 

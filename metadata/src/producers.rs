@@ -121,8 +121,10 @@ impl Metadata {
     }
 
     /// Deletes up to `limit` keys whose time to live ended before `now_ms`
-    /// (see `Expiry` in [`crate::keys`]); returns how many. Work is a range
-    /// read by time: it never grows with what has not expired.
+    /// (see `Expiry` in [`crate::keys`]); returns how many the committed
+    /// attempt removed (after an unknown commit result the retry may find
+    /// some already gone and report fewer). Work is a range read by time:
+    /// it never grows with what has not expired.
     pub async fn expire(&self, now_ms: i64, limit: usize) -> Result<usize> {
         self.run("expire", false, |txn, _| {
             Box::pin(async move {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use silt_metadata::fault::{FaultCounts, FaultPlan, FaultyKv};
 use silt_metadata::kv::Kv;
 use silt_metadata::runner::RetryPolicy;
+use silt_metadata::sim::{SimConfig, SimKv};
 use silt_metadata::sqlite::SqliteKv;
 use silt_metadata::{ChunkCommit, ErrorKind, Metadata, PartitionState, SegmentCommit, TopicConfig};
 
@@ -72,6 +73,36 @@ async fn sqlite_faulty() -> Option<Fixture> {
     let kv = FaultyKv::new(inner, plan);
     let counts = kv.counts.clone();
     Some(fixture(Arc::new(kv), Some(counts), Some(dir)))
+}
+
+/// FoundationDB's semantics in process, with a little commit latency so
+/// transactions really overlap.
+fn sim_kv() -> Arc<SimKv> {
+    Arc::new(SimKv::new(SimConfig {
+        seed: 11,
+        read_latency: Duration::from_micros(50),
+        commit_latency: Duration::from_millis(1),
+        jitter: 0.5,
+    }))
+}
+
+async fn sim() -> Option<Fixture> {
+    Some(fixture(sim_kv(), None, None))
+}
+
+async fn sim_faulty() -> Option<Fixture> {
+    let plan = FaultPlan {
+        seed: 9,
+        conflict: 0.1,
+        unknown_not_applied: 0.1,
+        unknown_applied: 0.2,
+        begin_error: 0.05,
+        read_error: 0.02,
+        late_commit: 0.05,
+    };
+    let kv = FaultyKv::new(sim_kv(), plan);
+    let counts = kv.counts.clone();
+    Some(fixture(Arc::new(kv), Some(counts), None))
 }
 
 #[cfg(feature = "fdb")]
@@ -503,6 +534,8 @@ macro_rules! suite {
 
 suite!(sqlite);
 suite!(sqlite_faulty);
+suite!(sim);
+suite!(sim_faulty);
 #[cfg(feature = "fdb")]
 suite!(fdb);
 

@@ -12,6 +12,16 @@ fn with_units(mut s: SegmentCommit, units: Vec<CommitUnit>) -> SegmentCommit {
     s
 }
 
+/// `expire` reports what its committed attempt removed: after an unknown
+/// commit result, the retry finds entries already gone and reports fewer.
+fn expired(f: &Fixture, got: usize, want: usize) {
+    if f.faults.is_some() {
+        assert!(got <= want, "expired {got}, more than the {want} due");
+    } else {
+        assert_eq!(got, want, "expiry entries removed");
+    }
+}
+
 fn unit(chunks: Vec<u32>, dedup: Option<Dedup>) -> CommitUnit {
     CommitUnit {
         chunks,
@@ -184,12 +194,8 @@ pub async fn idempotency_keys_expire(f: Fixture) {
     // After the window the key is free: a new request commits.
     let later = md.commit_segment(&keyed("k4", 8, 1_200)).await.unwrap();
     assert_eq!(later.units, vec![UnitResult::Committed]);
-    assert_eq!(
-        md.expire(2_201, 100).await.unwrap(),
-        1,
-        "one live expiry entry"
-    );
-    assert_eq!(md.expire(2_201, 100).await.unwrap(), 0);
+    expired(&f, md.expire(2_201, 100).await.unwrap(), 1);
+    assert_eq!(md.expire(2_201, 100).await.unwrap(), 0, "nothing left due");
     let fresh = md.commit_segment(&keyed("k5", 1, 2_300)).await.unwrap();
     assert_eq!(fresh.units, vec![UnitResult::Committed]);
     assert_eq!(
@@ -304,10 +310,14 @@ pub async fn idle_producers_are_forgotten(f: Fixture) {
         vec![UnitResult::Committed]
     );
     // Only the segment's own record (kept a day) is due by the first deadline.
-    assert_eq!(md.expire(PRODUCER_TTL_MS + 1, 100).await.unwrap(), 1);
+    expired(&f, md.expire(PRODUCER_TTL_MS + 1, 100).await.unwrap(), 1);
     // Idle for a whole TTL: the producer's record, its answers and its
     // Kafka sequence windows go.
-    assert_eq!(md.expire(late + PRODUCER_TTL_MS + 1, 100).await.unwrap(), 3);
+    expired(
+        &f,
+        md.expire(late + PRODUCER_TTL_MS + 1, 100).await.unwrap(),
+        3,
+    );
     assert_eq!(
         md.commit_segment(&seq("s1", 1, late + PRODUCER_TTL_MS + 2))
             .await
