@@ -26,7 +26,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::batcher::{Appended, Part, Payload, UnitSpec};
 use crate::reader::Limits;
-use crate::{Agent, Error, Result};
+use crate::{Agent, BatchProblem, Error, Result};
 
 /// A batch submitted to the batcher; [`PendingBatch::wait`] for its offsets.
 #[derive(Debug)]
@@ -75,11 +75,18 @@ impl Agent {
         let t = self.partition_of(topic, partition).await?;
         let admission = self.admit_within(batch.len(), admission_wait).await?;
         let limit = inner.config.max_decompressed_batch;
+        let checking = inner
+            .checks
+            .acquire()
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
         let checked =
             tokio::task::spawn_blocking(move || silt_segment::produced::check(batch, limit))
                 .await
                 .map_err(|e| Error::Internal(format!("batch check failed: {e}")))?;
-        let checked: ProducedBatch = checked.map_err(|e| Error::InvalidBatch(e.to_string()))?;
+        drop(checking);
+        let checked: ProducedBatch =
+            checked.map_err(|e| Error::InvalidBatch(BatchProblem::from(&e), e.to_string()))?;
         let unit = checked.producer.map(|p| UnitSpec {
             dedup: Some(Dedup::KafkaBatch(KafkaBatch {
                 producer_id: p.producer_id as u64,

@@ -114,9 +114,16 @@ impl Agent {
         Ok(self.inner.md.classic_leave(group, member_ids, now).await?)
     }
 
-    /// A fresh member id: `prefix` (the client's id) and 128 random bits.
+    /// A fresh member id: `prefix` (the client's id, reduced to what ids
+    /// may hold, at most 64 characters) and 128 random bits.
     pub fn new_member_id(&self, prefix: &str) -> String {
         let env = &self.inner.env;
+        let prefix: String = prefix
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            .take(64)
+            .collect();
+        let prefix = if prefix.is_empty() { "member" } else { &prefix };
         format!(
             "{prefix}-{:016x}{:016x}",
             env.random_u64(),

@@ -25,9 +25,9 @@ pub enum Error {
     TopicChanged(String),
     #[error("{0}")]
     InvalidArgument(String),
-    /// A producer's batch failed its checks (CRC, framing, offsets); nothing was stored.
-    #[error("invalid batch: {0}")]
-    InvalidBatch(String),
+    /// A producer's batch failed its checks; nothing was stored.
+    #[error("invalid batch ({0:?}): {1}")]
+    InvalidBatch(BatchProblem, String),
     /// A conditional write was refused (fencing, sequences, membership).
     #[error(transparent)]
     Refused(silt_metadata::Refusal),
@@ -51,6 +51,31 @@ pub enum Error {
     Metadata(#[source] std::sync::Arc<silt_metadata::Error>),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why a producer's batch was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchProblem {
+    /// Checksum, framing, lengths or offsets are wrong.
+    Corrupt,
+    /// It decompresses to more than the agent accepts.
+    TooLarge,
+    /// Well formed, but not accepted (transactional or control batches).
+    Unsupported,
+}
+
+impl From<&silt_segment::Error> for BatchProblem {
+    fn from(e: &silt_segment::Error) -> Self {
+        use silt_segment::{Error as S, Reason};
+        match e {
+            S::TooLarge { .. } => BatchProblem::TooLarge,
+            S::Corrupt {
+                reason: Reason::Unsupported(_),
+                ..
+            } => BatchProblem::Unsupported,
+            _ => BatchProblem::Corrupt,
+        }
+    }
 }
 
 /// The stable classification of [`Error`].
@@ -79,7 +104,7 @@ impl Error {
             }
             Error::Refused(_) => ErrorKind::Refused,
             Error::TopicExists(_) => ErrorKind::AlreadyExists,
-            Error::InvalidArgument(_) | Error::InvalidBatch(_) => ErrorKind::InvalidArgument,
+            Error::InvalidArgument(_) | Error::InvalidBatch(..) => ErrorKind::InvalidArgument,
             Error::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
             Error::Overloaded { .. } => ErrorKind::Overloaded,
             Error::ShuttingDown | Error::Storage(_) | Error::TopicChanged(_) => {

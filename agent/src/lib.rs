@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 pub use batches::{BatchAppended, BatchRead, PendingBatch};
 pub use config::AgentConfig;
 pub use env::{Env, JumpingClock, SystemEnv, TestEnv};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{BatchProblem, Error, ErrorKind, Result};
 pub use metrics::Metrics;
 pub use produce::{
     Idempotence, MAX_IDEMPOTENCY_KEY, ProduceAnswer, ProduceRequest, TopicBatch, fingerprint,
@@ -112,6 +112,9 @@ struct Inner {
     notifier: Arc<Notifier>,
     appends: mpsc::Sender<Append>,
     admission: Arc<Semaphore>,
+    /// Produced batches being checked at once (each may decompress up to
+    /// `max_decompressed_batch`): one per core.
+    checks: Semaphore,
     sticky: partitioner::Sticky,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -160,6 +163,9 @@ impl Agent {
             admission: Arc::new(Semaphore::new(
                 config.max_inflight_bytes.min(Semaphore::MAX_PERMITS),
             )),
+            checks: Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            ),
             sticky: partitioner::Sticky::new(env.random_u64() as u32),
             config,
             md,

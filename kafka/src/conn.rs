@@ -19,7 +19,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Encodable, decode_request_header_from_buffer};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -35,8 +35,21 @@ pub(crate) struct Answer {
     pub version: i16,
 }
 
-/// A started request: resolves to its encoded answer (`None`: no answer due).
-type Started = BoxFuture<'static, anyhow::Result<Option<BytesMut>>>;
+/// An encoded answer, and the share of the response budget it holds until
+/// it is written.
+pub(crate) struct Reply {
+    bytes: BytesMut,
+    _held: Option<OwnedSemaphorePermit>,
+}
+
+impl From<BytesMut> for Reply {
+    fn from(bytes: BytesMut) -> Self {
+        Self { bytes, _held: None }
+    }
+}
+
+/// A started request: resolves to its answer (`None`: no answer due).
+type Started = BoxFuture<'static, anyhow::Result<Option<Reply>>>;
 
 pub(crate) async fn serve(
     broker: Arc<Broker>,
@@ -66,10 +79,18 @@ pub(crate) async fn serve(
                     None => reading = false,
                 },
                 Some(done) = in_flight.next() => match done {
-                    Ok(Some(bytes)) => {
-                        if let Err(e) = write_frame(&mut w, &bytes).await {
-                            tracing::debug!(error = %e, "client went away");
-                            break;
+                    Ok(Some(reply)) => {
+                        let write = write_frame(&mut w, &reply.bytes);
+                        match tokio::time::timeout(broker.config.frame_timeout, write).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "client went away");
+                                break;
+                            }
+                            Err(_) => {
+                                tracing::warn!("closing the connection: the client stopped reading");
+                                break;
+                            }
                         }
                     }
                     Ok(None) => {}
@@ -91,13 +112,23 @@ pub(crate) async fn serve(
 async fn read_frames(broker: Arc<Broker>, mut r: OwnedReadHalf, out: mpsc::Sender<Frame>) {
     let c = &broker.config;
     loop {
+        // Idle until a frame starts; then it must arrive whole in time.
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(c.idle_timeout, r.peek(&mut first)).await {
+            Err(_) => {
+                tracing::debug!("closing an idle connection");
+                return;
+            }
+            Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(_)) => {}
+        }
         let read = tokio::time::timeout(
-            c.idle_timeout,
+            c.frame_timeout,
             read_frame(&mut r, c.max_frame_bytes, &broker.frames),
         );
         match read.await {
             Err(_) => {
-                tracing::debug!("closing an idle connection");
+                tracing::warn!("closing the connection: a frame did not arrive in time");
                 return;
             }
             Ok(Ok(Some(frame))) => {
@@ -122,16 +153,16 @@ async fn start(broker: &Arc<Broker>, frame: Frame, host: &str) -> anyhow::Result
     let key = (&body[0..2]).get_i16();
     let version = (&body[2..4]).get_i16();
     let correlation_id = (&body[4..8]).get_i32();
-    let ready = |bytes: anyhow::Result<Option<BytesMut>>| -> Started { Box::pin(async { bytes }) };
+    let ready = |bytes: anyhow::Result<BytesMut>| -> Started {
+        Box::pin(async { bytes.map(|b| Some(b.into())) })
+    };
     if key == ApiKey::ApiVersions as i16 && !api_versions::supports(ApiKey::ApiVersions, version) {
         // KIP-511: answer v0, whatever the request's version and header.
         let answer = Answer {
             body: api_versions::unsupported_version(),
             version: 0,
         };
-        return Ok(ready(
-            encode(correlation_id, ApiKey::ApiVersions, answer).map(Some),
-        ));
+        return Ok(ready(encode(correlation_id, ApiKey::ApiVersions, answer)));
     }
     let api = ApiKey::try_from(key).map_err(|()| anyhow::anyhow!("unknown API key {key}"))?;
     anyhow::ensure!(
@@ -142,7 +173,7 @@ async fn start(broker: &Arc<Broker>, frame: Frame, host: &str) -> anyhow::Result
     if api == ApiKey::Produce && version < produce::MIN_VERSION {
         let refused = produce::refuse_legacy(version, correlation_id, body)
             .ok_or_else(|| anyhow::anyhow!("malformed Produce v{version}"));
-        return Ok(ready(refused.map(Some)));
+        return Ok(ready(refused));
     }
     let request = RequestKind::decode(api, &mut body, version)?;
     let span = tracing::debug_span!("kafka_request", ?api, version, client = ?header.client_id);
@@ -154,7 +185,9 @@ async fn start(broker: &Arc<Broker>, frame: Frame, host: &str) -> anyhow::Result
             async move {
                 let answer = answer.await;
                 drop(frame);
-                answer.map(|a| encode(correlation_id, api, a)).transpose()
+                answer
+                    .map(|a| encode(correlation_id, api, a).map(Reply::from))
+                    .transpose()
             }
             .instrument(span),
         ));
@@ -166,15 +199,18 @@ async fn start(broker: &Arc<Broker>, frame: Frame, host: &str) -> anyhow::Result
     };
     Ok(Box::pin(
         async move {
-            let answer = answer(&broker, &client, api, request, version).await?;
+            let (answer, held) = match request {
+                RequestKind::Fetch(req) => fetch::fetch(&broker, req, version).await,
+                request => (answer(&broker, &client, api, request, version).await?, None),
+            };
             drop(frame);
-            encode(correlation_id, api, answer).map(Some)
+            let bytes = encode(correlation_id, api, answer)?;
+            Ok(Some(Reply { bytes, _held: held }))
         }
         .instrument(span),
     ))
 }
 
-/// Answers every request but Produce.
 /// Who sent a request.
 pub(crate) struct Client {
     pub id: String,
@@ -191,7 +227,6 @@ async fn answer(
     Ok(match request {
         RequestKind::ApiVersions(_) => api_versions::answer(version),
         RequestKind::Metadata(req) => metadata::answer(broker, req, version).await?,
-        RequestKind::Fetch(req) => fetch::fetch(broker, req, version).await,
         RequestKind::ListOffsets(req) => offsets::list(broker, req, version).await,
         RequestKind::DescribeConfigs(req) => configs::describe(broker, req, version).await,
         RequestKind::CreateTopics(req) => topics::create(broker, req, version).await,

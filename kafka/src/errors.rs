@@ -6,7 +6,7 @@
 //! leads every partition.
 
 use kafka_protocol::ResponseError;
-use silt_agent::{Error, Refusal};
+use silt_agent::{BatchProblem, Error, Refusal};
 
 /// The Kafka error code for an agent error.
 pub(crate) fn code(e: &Error) -> ResponseError {
@@ -17,11 +17,14 @@ pub(crate) fn code(e: &Error) -> ResponseError {
         Error::TopicExists(_) => ResponseError::TopicAlreadyExists,
         Error::GroupNotFound(_) => ResponseError::GroupIdNotFound,
         Error::InvalidArgument(_) => ResponseError::InvalidRequest,
-        Error::InvalidBatch(_) => ResponseError::CorruptMessage,
+        Error::InvalidBatch(BatchProblem::Corrupt, _) => ResponseError::CorruptMessage,
+        Error::InvalidBatch(BatchProblem::TooLarge, _) => ResponseError::MessageTooLarge,
+        Error::InvalidBatch(BatchProblem::Unsupported, _) => ResponseError::InvalidRecord,
         Error::Refused(r) => refusal(*r),
         Error::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        Error::Overloaded { .. } => ResponseError::ThrottlingQuotaExceeded,
-        Error::ShuttingDown | Error::Storage(_) | Error::Metadata(_) => {
+        // Retried by every client; the answer's throttle time says how
+        // long to back off (KIP-219).
+        Error::Overloaded { .. } | Error::ShuttingDown | Error::Storage(_) | Error::Metadata(_) => {
             ResponseError::RequestTimedOut
         }
         Error::Corrupt(_) => ResponseError::KafkaStorageError,

@@ -20,7 +20,7 @@ use futures::future::select_all;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind, TopicName};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
 use crate::Broker;
@@ -35,11 +35,17 @@ struct Wanted {
     max_bytes: usize,
 }
 
-pub(crate) async fn fetch(broker: &Broker, req: FetchRequest, version: i16) -> Answer {
+/// Answers a fetch, with the share of the response budget its records
+/// hold until the answer is written.
+pub(crate) async fn fetch(
+    broker: &Broker,
+    req: FetchRequest,
+    version: i16,
+) -> (Answer, Option<OwnedSemaphorePermit>) {
     let mut r = FetchResponse::default();
     if req.session_id != 0 || req.session_epoch > 0 {
         r.error_code = ResponseError::FetchSessionIdNotFound.code();
-        return answer(r, version);
+        return (answer(r, version), None);
     }
     let topics: Vec<TopicName> = req.topics.iter().map(|t| t.topic.clone()).collect();
     let wanted: Vec<Wanted> = req
@@ -55,22 +61,48 @@ pub(crate) async fn fetch(broker: &Broker, req: FetchRequest, version: i16) -> A
             })
         })
         .collect();
-    let max_bytes = (req.max_bytes.max(0) as usize).min(broker.config.max_fetch_bytes);
+    // A broker may answer less than asked: at most what it can hold.
+    let max_bytes = (req.max_bytes.max(0) as usize)
+        .min(wanted.iter().map(|w| w.max_bytes).sum())
+        .min(broker.config.max_fetch_bytes);
     let min_bytes = req.min_bytes.max(0) as usize;
     let wait = Duration::from_millis(req.max_wait_ms.clamp(0, 300_000) as u64)
         .min(broker.config.max_fetch_wait);
     let deadline = Instant::now() + wait;
     let mut changes: Option<Vec<watch::Receiver<u64>>> = None;
-    let parts = loop {
+    let (parts, held) = loop {
+        // The response budget is held while records are read and until
+        // the answer is written, never while waiting.
+        let Ok(mut held) = broker
+            .responses
+            .clone()
+            .acquire_many_owned(max_bytes.max(1) as u32)
+            .await
+        else {
+            return (answer(r, version), None);
+        };
         let parts = read_all(broker, &topics, &wanted, max_bytes).await;
         let bytes: usize = parts
             .iter()
             .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
             .sum();
         let failed = parts.iter().any(|p| p.error_code != 0);
-        if bytes >= min_bytes.max(1) || failed || Instant::now() >= deadline {
-            break parts;
+        if bytes >= min_bytes || failed || Instant::now() >= deadline {
+            // A first batch larger than the limit is answered whole (KIP-74):
+            // it holds its real size.
+            if let Some(more) = bytes.checked_sub(held.num_permits()).filter(|&m| m > 0) {
+                if let Ok(extra) = broker
+                    .responses
+                    .clone()
+                    .acquire_many_owned(more as u32)
+                    .await
+                {
+                    held.merge(extra);
+                }
+            }
+            break (parts, held);
         }
+        drop(held);
         match &mut changes {
             // Subscribe, then read again: no commit falls in between.
             None => changes = Some(subscribe(broker, &topics, &wanted).await),
@@ -79,9 +111,14 @@ pub(crate) async fn fetch(broker: &Broker, req: FetchRequest, version: i16) -> A
             }
             Some(rxs) => {
                 let any = select_all(rxs.iter_mut().map(|rx| rx.changed().boxed()));
-                tokio::select! {
-                    _ = any => {}
-                    () = tokio::time::sleep_until(deadline) => {}
+                let closed = tokio::select! {
+                    (changed, i, _) = any => changed.is_err().then_some(i),
+                    () = tokio::time::sleep_until(deadline) => None,
+                };
+                // A closed channel (its partition is gone) would wake at
+                // once forever: stop listening to it.
+                if let Some(i) = closed {
+                    rxs.swap_remove(i);
                 }
             }
         }
@@ -98,7 +135,7 @@ pub(crate) async fn fetch(broker: &Broker, req: FetchRequest, version: i16) -> A
         responses[w.topic].partitions.push(p);
     }
     r.responses = responses;
-    answer(r, version)
+    (answer(r, version), Some(held))
 }
 
 fn answer(r: FetchResponse, version: i16) -> Answer {
@@ -152,7 +189,19 @@ async fn read_all(
                 .await
                 .map(Some)
                 .map_err(|e| code(&e)),
-            (Ok(_), Ok(_)) => Ok(None),
+            // No room left: only the partition's offsets.
+            (Ok(partition), Ok(_)) => broker
+                .agent
+                .offsets(&topics[w.topic].0, partition)
+                .await
+                .map(|s| {
+                    Some(silt_agent::BatchRead {
+                        state: s,
+                        batches: Default::default(),
+                        next_offset: 0,
+                    })
+                })
+                .map_err(|e| code(&e)),
             (Err(_), _) => Err(ResponseError::UnknownTopicOrPartition),
             (_, Err(_)) => Err(ResponseError::OffsetOutOfRange),
         };

@@ -1,10 +1,10 @@
 //! Kafka frames: a 4-byte big-endian size, then that many bytes. A size is
-//! checked against the frame limit, then reserved from a byte budget
-//! shared by every connection before the body is read (a connection waits
-//! — TCP pushes back on its client — while the budget is spent), and the
-//! buffer grows only as bytes arrive: a hostile or stalled client holds no
-//! more memory than it really sent, and all of them together no more than
-//! the budget.
+//! checked against the frame limit; the body is then read in pieces, each
+//! reserved from a byte budget shared by every connection just before it
+//! is read (a connection waits — TCP pushes back on its client — while the
+//! budget is spent). A hostile or stalled client holds no more budget or
+//! memory than it really sent, all of them together no more than the
+//! budget, and callers bound how long a body may take to arrive.
 
 use std::sync::Arc;
 
@@ -22,6 +22,9 @@ pub enum FrameError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
+
+/// Bytes of a body read (and reserved) at a time.
+const PIECE: usize = 64 << 10;
 
 /// A frame and its share of the budget, released when dropped.
 #[derive(Debug)]
@@ -47,18 +50,42 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if size > limit {
         return Err(FrameError::TooLarge { size, limit });
     }
-    let reserved = budget
-        .clone()
-        .acquire_many_owned(u32::try_from(size).unwrap_or(u32::MAX))
-        .await
-        .map_err(std::io::Error::other)?;
-    let mut buf = BytesMut::with_capacity(size.min(64 << 10));
+    let mut reserved: Option<OwnedSemaphorePermit> = None;
+    let mut buf = BytesMut::with_capacity(size.min(PIECE));
     let mut body = r.take(size as u64);
     while buf.len() < size {
-        if body.read_buf(&mut buf).await? == 0 {
-            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        let piece = (size - buf.len()).min(PIECE);
+        let permit = budget
+            .clone()
+            .acquire_many_owned(piece as u32)
+            .await
+            .map_err(std::io::Error::other)?;
+        match &mut reserved {
+            Some(r) => r.merge(permit),
+            None => reserved = Some(permit),
+        }
+        buf.reserve(piece);
+        let want = buf.len() + piece;
+        while buf.len() < want {
+            if (&mut body)
+                .take((want - buf.len()) as u64)
+                .read_buf(&mut buf)
+                .await?
+                == 0
+            {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
         }
     }
+    let reserved = match reserved {
+        Some(r) => r,
+        // An empty body holds nothing.
+        None => budget
+            .clone()
+            .acquire_many_owned(0)
+            .await
+            .map_err(std::io::Error::other)?,
+    };
     Ok(Some(Frame {
         body: buf.freeze(),
         _reserved: reserved,

@@ -40,9 +40,15 @@ const CONSUMER: &str = "consumer";
 const SYNC_WAIT: Duration = Duration::from_secs(60);
 
 /// Group errors: a bad name is `INVALID_GROUP_ID`, the rest as usual.
+/// Group errors: a bad name is `INVALID_GROUP_ID`, and a metadata store
+/// that cannot answer is `COORDINATOR_NOT_AVAILABLE` (which consumers
+/// retry; `REQUEST_TIMED_OUT` is fatal to some); the rest as usual.
 fn group_code(e: &Error) -> ResponseError {
     match e {
         Error::InvalidArgument(m) if m.contains("group") => ResponseError::InvalidGroupId,
+        e if e.kind() == silt_agent::ErrorKind::Unavailable => {
+            ResponseError::CoordinatorNotAvailable
+        }
         e => code(e),
     }
 }
@@ -193,7 +199,9 @@ pub(crate) async fn sync(broker: &Broker, req: SyncGroupRequest, version: i16) -
             },
         })
         .collect();
-    let assignments = (!assignments.is_empty()).then_some(assignments);
+    // Passed whatever its length: only the leader's count, and a leader
+    // may assign nothing.
+    let assignments = Some(assignments);
     let synced = match u32::try_from(req.generation_id) {
         Ok(generation) => {
             broker

@@ -63,7 +63,11 @@ pub struct KafkaConfig {
     pub max_connections: usize,
     /// A connection with no request for this long is closed.
     pub idle_timeout: Duration,
-    /// Bytes of request frames all connections may hold at once.
+    /// A request frame must arrive whole, and an answer be taken, within
+    /// this long once it has started, or the connection is closed.
+    pub frame_timeout: Duration,
+    /// Bytes of request frames all connections may hold at once, and
+    /// likewise of fetched records in answers.
     pub max_inflight_bytes: usize,
     /// Requests one connection may have in flight (read ahead, answered in order).
     pub max_in_flight: usize,
@@ -88,6 +92,7 @@ impl Default for KafkaConfig {
             max_frame_bytes: 64 << 20,
             max_connections: 1000,
             idle_timeout: Duration::from_secs(600),
+            frame_timeout: Duration::from_secs(30),
             max_inflight_bytes: 256 << 20,
             max_in_flight: 16,
             max_message_bytes: 16 << 20,
@@ -106,6 +111,8 @@ struct Broker {
     config: KafkaConfig,
     /// The request bytes all connections hold (see `frame`).
     frames: Arc<Semaphore>,
+    /// The fetched bytes all answers being built or written hold.
+    responses: Arc<Semaphore>,
     /// The address Metadata gives clients.
     host: String,
     port: u16,
@@ -130,10 +137,17 @@ pub async fn serve(
             .max(config.max_frame_bytes)
             .min(Semaphore::MAX_PERMITS),
     ));
+    let responses = Arc::new(Semaphore::new(
+        config
+            .max_inflight_bytes
+            .max(config.max_fetch_bytes + config.max_message_bytes)
+            .min(Semaphore::MAX_PERMITS),
+    ));
     let broker = Arc::new(Broker {
         agent,
         config,
         frames,
+        responses,
         host,
         port,
     });

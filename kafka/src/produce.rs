@@ -29,6 +29,9 @@ use crate::errors::{code, offset};
 enum Submitted {
     Pending(PendingBatch),
     Failed(ResponseError),
+    /// The agent is at its memory bound: `REQUEST_TIMED_OUT`, and the
+    /// answer's throttle time asks the client to back off (KIP-219).
+    Throttled(std::time::Duration),
 }
 
 /// Submits every partition's batch; the future answers once all commits
@@ -74,6 +77,11 @@ pub(crate) async fn submit(
                         }
                     },
                     Submitted::Failed(c) => out.error_code = c.code(),
+                    Submitted::Throttled(d) => {
+                        out.error_code = ResponseError::RequestTimedOut.code();
+                        let ms = i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+                        r.throttle_time_ms = r.throttle_time_ms.max(ms);
+                    }
                 }
                 t.partition_responses.push(out);
             }
@@ -104,6 +112,7 @@ async fn submit_one(broker: &Broker, topic: &str, index: i32, records: Option<By
         .await;
     match appended {
         Ok(p) => Submitted::Pending(p),
+        Err(silt_agent::Error::Overloaded { retry_after }) => Submitted::Throttled(retry_after),
         Err(e) => {
             tracing::debug!(topic, partition, error = %e, "batch refused");
             Submitted::Failed(code(&e))

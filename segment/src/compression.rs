@@ -25,6 +25,9 @@ pub enum Compression {
     Zstd,
 }
 
+/// Largest zstd window a decoder allocates: 2^24 bytes.
+const ZSTD_MAX_WINDOW_LOG: u32 = 24;
+
 /// The stream header of xerial's snappy framing.
 const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\0";
 /// Magic, version and compatible-version fields.
@@ -96,10 +99,13 @@ impl Compression {
             Compression::Lz4 => lz4_flex::frame::FrameDecoder::new(input)
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out),
-            Compression::Zstd => zstd::stream::read::Decoder::new(input)
-                .map_err(bad)?
-                .take(limit as u64 + 1)
-                .read_to_end(&mut out),
+            Compression::Zstd => {
+                let mut d = zstd::stream::read::Decoder::new(input).map_err(bad)?;
+                // The frame's window is allocated up front: cap it (16 MiB
+                // covers every level up to 19 and what Kafka clients send).
+                d.window_log_max(ZSTD_MAX_WINDOW_LOG).map_err(bad)?;
+                d.take(limit as u64 + 1).read_to_end(&mut out)
+            }
         };
         read.map_err(bad)?;
         if out.len() > limit {

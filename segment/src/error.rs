@@ -39,13 +39,18 @@ pub enum Error {
 pub enum Reason {
     Truncated,
     BadMagic,
-    CrcMismatch { stored: u32, computed: u32 },
+    CrcMismatch {
+        stored: u32,
+        computed: u32,
+    },
     BadLength(i64),
     BadVarint,
     BadUtf8,
     UnknownCompression(u8),
     Decompress(String),
     Other(&'static str),
+    /// Well formed, but something Silt does not accept.
+    Unsupported(&'static str),
 }
 
 impl fmt::Display for Reason {
@@ -64,7 +69,7 @@ impl fmt::Display for Reason {
             Reason::BadUtf8 => f.write_str("header key is not UTF-8"),
             Reason::UnknownCompression(c) => write!(f, "unknown compression codec {c}"),
             Reason::Decompress(e) => write!(f, "decompression failed: {e}"),
-            Reason::Other(s) => f.write_str(s),
+            Reason::Other(s) | Reason::Unsupported(s) => f.write_str(s),
         }
     }
 }

@@ -8,7 +8,8 @@
 //! * `recordCount ≥ 1` and `lastOffsetDelta = recordCount − 1`, and each
 //!   record's offset delta is its position — so offsets stay dense once the
 //!   base offset is rewritten (Kafka's CRC does not cover it);
-//! * every record decodes (the records section is decompressed, bounded);
+//! * every record parses (the records section is decompressed, bounded,
+//!   and walked without building records);
 //! * no transactional or control batch (transactions are not offered).
 //!
 //! The result names the producer's identity and sequence range, if any, so
@@ -16,8 +17,10 @@
 
 use bytes::Bytes;
 
-use crate::batch::{BatchHeader, HEADER_LEN, decode_records, read_header};
+use crate::Compression;
+use crate::batch::{BatchHeader, HEADER_LEN, read_header};
 use crate::error::{Reason, Result, corrupt};
+use crate::varint::Cursor;
 
 /// An idempotent producer's batch: who sent it and which sequences it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +62,7 @@ pub fn check(bytes: Bytes, max_decompressed: usize) -> Result<ProducedBatch> {
         return Err(corrupt(
             "batch",
             0,
-            Reason::Other("transactional and control batches are not accepted"),
+            Reason::Unsupported("transactional and control batches are not accepted"),
         ));
     }
     if header.record_count < 1 || header.last_offset_delta != header.record_count - 1 {
@@ -69,28 +72,14 @@ pub fn check(bytes: Bytes, max_decompressed: usize) -> Result<ProducedBatch> {
             Reason::Other("lastOffsetDelta must be recordCount - 1"),
         ));
     }
-    let mut next = 0i64;
-    let mut min_timestamp = i64::MAX;
-    let mut max_timestamp = i64::MIN;
-    decode_records(
-        &bytes,
-        &header,
-        -header.base_offset,
-        max_decompressed,
-        |off, r| {
-            if off != next {
-                return Err(corrupt(
-                    "record",
-                    0,
-                    Reason::Other("offset deltas must count up from 0"),
-                ));
-            }
-            next += 1;
-            min_timestamp = min_timestamp.min(r.timestamp);
-            max_timestamp = max_timestamp.max(r.timestamp);
-            Ok(())
-        },
-    )?;
+    let body = &bytes[HEADER_LEN..header.total_len()];
+    let (min_timestamp, max_timestamp) = match header.compression {
+        Compression::None => walk(body, &header)?,
+        codec => walk(
+            &codec.decompress(body, max_decompressed, HEADER_LEN)?,
+            &header,
+        )?,
+    };
     Ok(ProducedBatch {
         producer: producer(&header),
         record_count: header.record_count as u32,
@@ -98,6 +87,41 @@ pub fn check(bytes: Bytes, max_decompressed: usize) -> Result<ProducedBatch> {
         max_timestamp,
         bytes,
     })
+}
+
+/// Walks the records section without building records (a batch may pack
+/// millions of tiny headers into its decompression limit): every length
+/// in bounds, offset deltas counting up from 0, header keys UTF-8. Returns
+/// the smallest and largest timestamps.
+fn walk(records: &[u8], h: &BatchHeader) -> Result<(i64, i64)> {
+    let mut c = Cursor::new(records, "record");
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for i in 0..h.record_count {
+        let len = c.varint()?;
+        let len = usize::try_from(len).map_err(|_| c.fail(Reason::BadLength(i64::from(len))))?;
+        let mut r = Cursor::new(c.bytes(len)?, "record");
+        let _attributes = r.u8()?;
+        let ts = h.base_timestamp.wrapping_add(r.varlong()?);
+        if r.varint()? != i {
+            return Err(r.fail(Reason::Other("offset deltas must count up from 0")));
+        }
+        let _key = r.nullable_bytes()?;
+        let _value = r.nullable_bytes()?;
+        let headers = r.varint()?;
+        if headers < 0 || headers as usize > r.remaining() {
+            return Err(r.fail(Reason::BadLength(i64::from(headers))));
+        }
+        for _ in 0..headers {
+            let key = r
+                .nullable_bytes()?
+                .ok_or(r.fail(Reason::Other("null header key")))?;
+            std::str::from_utf8(key).map_err(|_| r.fail(Reason::BadUtf8))?;
+            let _value = r.nullable_bytes()?;
+        }
+        min = min.min(ts);
+        max = max.max(ts);
+    }
+    Ok((min, max))
 }
 
 fn producer(h: &BatchHeader) -> Option<ProducerBatch> {

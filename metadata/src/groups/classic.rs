@@ -15,6 +15,13 @@
 //! group record. Whichever agent notices first closes the barrier; the
 //! transaction makes that happen once.
 //!
+//! Waiting members read the member records with snapshot reads, so that
+//! members at a barrier do not conflict with each other's lease renewals:
+//! every transaction that changes *another* member's record (a join,
+//! closing a barrier, the leader's assignment, a leave, a heartbeat that
+//! finds a member expired) also writes the group record, which every
+//! classic transaction reads with a conflict.
+//!
 //! Invariants: a member's lease is only ever extended by its own calls; a
 //! generation's members, leader and assignor change only in the
 //! transaction that closes its barrier; offset commits are fenced by
@@ -35,9 +42,12 @@ use crate::values::{
 };
 use crate::{Error, Metadata, Result};
 
-/// Largest protocol metadata or assignment kept per member (keeps member
-/// records under FoundationDB's 100 kB value limit).
-pub const MAX_CLASSIC_BYTES: usize = 32 << 10;
+/// Largest protocol metadata (all assignors together) and assignment kept
+/// per member: base64 in JSON, they keep member records under
+/// FoundationDB's 100 kB value limit. 40 KiB assigns a consumer 8,000
+/// partitions of one topic.
+pub const MAX_PROTOCOL_BYTES: usize = 24 << 10;
+pub const MAX_ASSIGNMENT_BYTES: usize = 40 << 10;
 /// Most assignors one member may offer.
 pub const MAX_CLASSIC_PROTOCOLS: usize = 8;
 /// Longest rebalance timeout (Kafka's `max.poll.interval.ms` upper range).
@@ -244,28 +254,31 @@ fn validate_join(req: &ClassicJoin) -> Result<()> {
             "session timeout must be {MIN_SESSION_TIMEOUT_MS}..={MAX_SESSION_TIMEOUT_MS} ms"
         ));
     }
-    if req.rebalance_timeout_ms > MAX_REBALANCE_TIMEOUT_MS {
-        return bad(format!(
-            "rebalance timeout must be at most {MAX_REBALANCE_TIMEOUT_MS} ms"
-        ));
-    }
     if req.protocol_type.is_empty()
         || req.protocols.is_empty()
         || req.protocols.len() > MAX_CLASSIC_PROTOCOLS
     {
         return Err(Error::Refused(Refusal::InconsistentProtocol));
     }
-    if req
-        .protocols
-        .iter()
-        .any(|p| p.metadata.0.len() > MAX_CLASSIC_BYTES)
-        || req.client_id.len() > 255
-        || req.client_host.len() > 255
-        || req.topics.len() > super::MAX_SUBSCRIPTIONS
-    {
-        return bad("join request too large".into());
+    let metadata: usize = req.protocols.iter().map(|p| p.metadata.0.len()).sum();
+    if metadata > MAX_PROTOCOL_BYTES {
+        return bad(format!(
+            "protocol metadata of {metadata} bytes; at most {MAX_PROTOCOL_BYTES}"
+        ));
     }
     Ok(())
+}
+
+/// What a join keeps of its request: the rebalance timeout clamped, the
+/// subscription (kept only to describe the group) and client strings cut.
+fn trimmed(req: &ClassicJoin) -> ClassicJoin {
+    let cut = |s: &str| s.chars().take(255).collect::<String>();
+    let mut req = req.clone();
+    req.rebalance_timeout_ms = req.rebalance_timeout_ms.min(MAX_REBALANCE_TIMEOUT_MS);
+    req.topics.truncate(super::MAX_SUBSCRIPTIONS);
+    req.client_id = cut(&req.client_id);
+    req.client_host = cut(&req.client_host);
+    req
 }
 
 impl Metadata {
@@ -276,9 +289,11 @@ impl Metadata {
     pub async fn classic_join(&self, group: &str, req: &ClassicJoin, now_ms: i64) -> Result<()> {
         validate_group_name(group)?;
         validate_join(req)?;
-        self.run("classic_join", false, |txn, _| {
+        let req = trimmed(req);
+        self.run("classic_join", false, |txn, attempt| {
             let (group, req) = (group.to_owned(), req.clone());
-            Box::pin(async move { join_body(txn, &group, req, now_ms).await })
+            let retry = attempt.after_unknown;
+            Box::pin(async move { join_body(txn, &group, req, now_ms, retry).await })
         })
         .await
     }
@@ -298,7 +313,8 @@ impl Metadata {
                 let mut g = read_group(txn, &group, false)
                     .await?
                     .ok_or(Error::Refused(Refusal::UnknownMember))?;
-                let mut members = read_members(txn, &group, false).await?;
+                // Members by snapshot: see the module docs.
+                let mut members = read_members(txn, &group, true).await?;
                 let me = classic_of(&mut members, &member_id, now_ms).map_err(Error::Refused)?;
                 me.expires_ms = now_ms.saturating_add(i64::from(me.session_timeout_ms));
                 let me = me.clone();
@@ -360,7 +376,10 @@ impl Metadata {
         now_ms: i64,
     ) -> Result<(SyncProgress, GroupVersion)> {
         if let Some(a) = assignments {
-            if a.len() > MAX_MEMBERS || a.iter().any(|a| a.assignment.0.len() > MAX_CLASSIC_BYTES) {
+            if a.len() > MAX_MEMBERS
+                || a.iter()
+                    .any(|a| a.assignment.0.len() > MAX_ASSIGNMENT_BYTES)
+            {
                 return Err(Error::Invalid("assignment too large".into()));
             }
         }
@@ -449,11 +468,17 @@ impl Metadata {
         member_ids: &[String],
         now_ms: i64,
     ) -> Result<Vec<Result<(), Refusal>>> {
-        self.run("classic_leave", false, |txn, _| {
+        self.run("classic_leave", false, |txn, attempt| {
             let (group, ids) = (group.to_owned(), member_ids.to_vec());
+            // After an unknown result, a member already gone left in it.
+            let gone = if attempt.after_unknown {
+                Ok(())
+            } else {
+                Err(Refusal::UnknownMember)
+            };
             Box::pin(async move {
                 let Some(mut g) = read_group(txn, &group, false).await? else {
-                    return Ok(vec![Err(Refusal::UnknownMember); ids.len()]);
+                    return Ok(vec![gone; ids.len()]);
                 };
                 let mut members = read_members(txn, &group, false).await?;
                 let mut out = Vec::with_capacity(ids.len());
@@ -463,7 +488,7 @@ impl Metadata {
                             txn.clear(&Key::Member(&group, id).encode());
                             out.push(Ok(()));
                         }
-                        None => out.push(Err(Refusal::UnknownMember)),
+                        None => out.push(gone),
                     }
                 }
                 if out.iter().any(Result::is_ok) && g.classic.is_some() {
@@ -481,7 +506,15 @@ impl Metadata {
     }
 }
 
-async fn join_body(txn: &mut dyn Txn, group: &str, req: ClassicJoin, now_ms: i64) -> Result<()> {
+/// `retry`: an earlier attempt's commit may have landed (then a member
+/// already in the generation is this very join, done).
+async fn join_body(
+    txn: &mut dyn Txn,
+    group: &str,
+    req: ClassicJoin,
+    now_ms: i64,
+    retry: bool,
+) -> Result<()> {
     let mut g = read_group(txn, group, false)
         .await?
         .unwrap_or_else(|| GroupRecord::new(now_ms));
@@ -498,11 +531,12 @@ async fn join_body(txn: &mut dyn Txn, group: &str, req: ClassicJoin, now_ms: i64
         .classic
         .as_ref()
         .is_none_or(|c| c.protocol_type == req.protocol_type);
-    let shared = others_live.iter().all(|m| {
-        m.classic.as_ref().is_some_and(|c| {
-            c.protocols
-                .iter()
-                .any(|p| req.protocols.iter().any(|q| q.name == p.name))
+    // Some assignor every live member, this one included, supports.
+    let shared = req.protocols.iter().any(|p| {
+        others_live.iter().all(|m| {
+            m.classic
+                .as_ref()
+                .is_some_and(|c| c.protocols.iter().any(|q| q.name == p.name))
         })
     });
     let compatible = others_live.is_empty() || (same_type && shared);
@@ -532,8 +566,11 @@ async fn join_body(txn: &mut dyn Txn, group: &str, req: ClassicJoin, now_ms: i64
             mc.protocols == req.protocols && c.protocol_type == req.protocol_type
         });
         let leads = c.leader.as_deref() == Some(req.member_id.as_str());
+        // A leader rejoining rebalances (as in Kafka): a leader whose sync
+        // failed must be able to start over. Unless this is the retry of
+        // the join that formed the generation.
         let nothing_to_do = match c.phase {
-            ClassicPhase::Syncing => true,
+            ClassicPhase::Syncing => !leads || retry,
             ClassicPhase::Stable => !leads,
             ClassicPhase::Joining { .. } | ClassicPhase::Empty => false,
         };
@@ -597,7 +634,8 @@ async fn sync_body(
     let Some(mut g) = read_group(txn, group, false).await? else {
         return Ok(Err(Refusal::UnknownMember));
     };
-    let mut members = read_members(txn, group, false).await?;
+    // Members by snapshot: see the module docs.
+    let mut members = read_members(txn, group, true).await?;
     let me = match classic_of(&mut members, member_id, now_ms) {
         Ok(me) => me,
         Err(r) => return Ok(Err(r)),
