@@ -349,6 +349,12 @@ pub struct Tuning {
     /// Longest a record waits before its segment is flushed.
     #[arg(long, env = "SILT_FLUSH_INTERVAL_MS", default_value_t = 20)]
     pub flush_interval_ms: u64,
+    /// Group commit: flush as soon as an upload slot is free (low latency
+    /// at light load, big segments under heavy load). `false`: every
+    /// segment waits for --flush-interval-ms or --flush-bytes (fewer,
+    /// larger objects at light load, at the cost of latency).
+    #[arg(long, env = "SILT_GROUP_COMMIT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub group_commit: bool,
     /// Flush once this many bytes are buffered.
     #[arg(long, env = "SILT_FLUSH_BYTES", default_value_t = 8 << 20)]
     pub flush_bytes: usize,
@@ -419,6 +425,7 @@ impl Tuning {
         );
         Ok(AgentConfig {
             flush_interval: Duration::from_millis(self.flush_interval_ms),
+            group_commit: self.group_commit,
             flush_bytes: self.flush_bytes,
             max_concurrent_flushes: self.max_concurrent_flushes.max(1),
             max_inflight_bytes: self.max_inflight_bytes,

@@ -1,6 +1,13 @@
-//! The write path: gather records of all topics and partitions, flush one
-//! segment per `flush_interval` or `flush_bytes`, and acknowledge producers
-//! only once their offsets are committed.
+//! The write path: gather records of all topics and partitions, flush them
+//! as one segment, and acknowledge producers only once their offsets are
+//! committed.
+//!
+//! Group commit: a segment is cut as soon as records wait and an upload
+//! slot is free (what already queued joins it), so a lightly loaded agent
+//! answers within one PUT and one commit; while all `max_concurrent_flushes`
+//! uploads are busy, records gather into the next segment, so a busy one
+//! writes big segments. `flush_interval` bounds how long records wait for a
+//! slot and `flush_bytes` how big a segment grows.
 //!
 //! Invariants:
 //! * A producer's reply carries offsets only after (1) its segment object is
@@ -248,8 +255,9 @@ pub(crate) async fn run(
     loop {
         let deadline = pending.opened.map(|t| t + ctx.config.flush_interval);
         let full = pending.bytes >= ctx.config.flush_bytes || deferred.is_some();
+        let idle_slot = ctx.config.group_commit && slots.available_permits() > 0;
         let due = !pending.is_empty()
-            && (full || closing || deadline.is_some_and(|d| d <= Instant::now()));
+            && (full || closing || idle_slot || deadline.is_some_and(|d| d <= Instant::now()));
         if closing && pending.is_empty() && rx.is_closed() && rx.is_empty() {
             break;
         }
@@ -260,6 +268,14 @@ pub(crate) async fn run(
             biased;
             slot = slots.clone().acquire_owned(), if due => {
                 let Ok(slot) = slot else { break };
+                // What has already queued rides along.
+                while deferred.is_none() && pending.bytes < ctx.config.flush_bytes {
+                    match rx.try_recv() {
+                        Ok(a) if pending.fits(&a) => pending.add(a),
+                        Ok(a) => deferred = Some(a),
+                        Err(_) => break,
+                    }
+                }
                 let (done_tx, done_rx) = oneshot::channel();
                 let prev = prev_commit.replace(done_rx);
                 let batch = std::mem::take(&mut pending);

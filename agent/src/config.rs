@@ -10,6 +10,11 @@ pub struct AgentConfig {
     /// means lower produce latency, but more, smaller objects (more PUTs,
     /// more metadata commits, higher cost per byte on S3).
     pub flush_interval: Duration,
+    /// Group commit: cut a segment as soon as an upload slot is free rather
+    /// than waiting out `flush_interval` (see `batcher`). Off, every segment
+    /// waits for the interval or `flush_bytes`: fewer, larger objects at
+    /// light load, at the cost of latency.
+    pub group_commit: bool,
     /// Flush as soon as this many bytes are buffered. Larger segments cost
     /// fewer requests per byte; smaller ones bound latency under load.
     pub flush_bytes: usize,
@@ -41,6 +46,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             flush_interval: Duration::from_millis(20),
+            group_commit: true,
             flush_bytes: 8 << 20,
             max_concurrent_flushes: 4,
             max_inflight_bytes: 256 << 20,

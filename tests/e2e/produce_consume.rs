@@ -232,7 +232,11 @@ async fn server_sent_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_flushes_and_answers_waiting_producers() {
     let dir = tempdir();
-    let mut silt = Silt::dev(dir.path(), &["--flush-interval-ms", "60000"]);
+    // Without group commit, so the record waits for the interval.
+    let mut silt = Silt::dev(
+        dir.path(),
+        &["--flush-interval-ms", "60000", "--group-commit", "false"],
+    );
     let c = silt.client();
     c.create_topic("drain", 1).await;
     let producer = {
@@ -261,4 +265,26 @@ async fn sigterm_flushes_and_answers_waiting_producers() {
         .get("/v1/topics/drain/partitions/0/records?offset=0")
         .await;
     assert_eq!(a.body["records"][0]["value"], "in flight");
+}
+
+/// Group commit: with an upload slot free, a record is flushed at once,
+/// without waiting out even a minute-long flush interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_does_not_wait_for_the_interval() {
+    let dir = tempdir();
+    let silt = Silt::dev(dir.path(), &["--flush-interval-ms", "60000"]);
+    let c = silt.client();
+    c.create_topic("eager", 1).await;
+    for i in 0..3 {
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            c.post(
+                "/v1/topics/eager/records",
+                &json!({"records": [{"value": format!("r{i}")}]}),
+            ),
+        )
+        .await
+        .expect("answered long before the flush interval");
+        assert_eq!(answer.body["offsets"][0]["offset"], i);
+    }
 }
