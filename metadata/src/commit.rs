@@ -28,7 +28,7 @@
 
 use std::collections::HashMap;
 
-use crate::catalog::{partition_counts, read_partition};
+use crate::catalog::partition_counts;
 use crate::groups::{OffsetCommit, check_offset_commit, validate_offset_commit, write_offsets};
 use crate::keys::Key;
 use crate::kv::Txn;
@@ -36,8 +36,8 @@ use crate::producers::{PRODUCER_TTL_MS, put_producer};
 use crate::reclaim::{add_refs, queue_garbage};
 use crate::sequences::{self, KafkaBatch};
 use crate::values::{
-    Answer, AnswerPart, IdempotencyRecord, IndexEntry, MAX_CHUNKS_PER_SEGMENT, ProducerRecord,
-    Refusal, SegmentRecord, UnitOutcome,
+    Answer, AnswerPart, IdempotencyRecord, IndexEntry, MAX_CHUNKS_PER_SEGMENT, PartitionState,
+    ProducerRecord, Refusal, SegmentRecord, UnitOutcome,
 };
 use crate::{Error, Metadata, Result};
 
@@ -283,11 +283,27 @@ async fn commit_segment_body(txn: &mut dyn Txn, c: &SegmentCommit) -> Result<Com
         }
         results.push(result);
     }
+    let admitted: Vec<bool> = c
+        .chunks
+        .iter()
+        .enumerate()
+        .map(|(i, ch)| unit_of[i].is_none_or(|u| results[u] == UnitResult::Committed) && exists(ch))
+        .collect();
+    // Every partition's state in one concurrent read (a segment may touch
+    // thousands), with conflicts: two commits to a partition serialize.
+    let mut states = read_states(
+        txn,
+        c.chunks
+            .iter()
+            .zip(&admitted)
+            .filter(|(_, a)| **a)
+            .map(|(ch, _)| (ch.topic_id, ch.partition)),
+    )
+    .await?;
     let mut bases = Vec::with_capacity(c.chunks.len());
-    for (i, ch) in c.chunks.iter().enumerate() {
-        let admitted = unit_of[i].is_none_or(|u| results[u] == UnitResult::Committed);
-        bases.push(if admitted && exists(ch) {
-            Some(index_chunk(txn, c, ch).await?)
+    for (ch, admitted) in c.chunks.iter().zip(admitted) {
+        bases.push(if admitted {
+            Some(index_chunk(txn, c, ch, &mut states)?)
         } else {
             None
         });
@@ -343,11 +359,40 @@ async fn commit_segment_body(txn: &mut dyn Txn, c: &SegmentCommit) -> Result<Com
     })
 }
 
-/// Writes the index entry of an admitted chunk and advances its partition.
-async fn index_chunk(txn: &mut dyn Txn, c: &SegmentCommit, ch: &ChunkCommit) -> Result<u64> {
-    let mut state = read_partition(txn, ch.topic_id, ch.partition, false)
-        .await?
-        .ok_or(Error::Corrupt("missing partition state"))?;
+/// The states of the given partitions (each read once, all at once).
+async fn read_states(
+    txn: &mut dyn Txn,
+    partitions: impl Iterator<Item = (u64, u32)>,
+) -> Result<HashMap<(u64, u32), PartitionState>> {
+    let mut wanted: Vec<(u64, u32)> = partitions.collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let keys: Vec<Vec<u8>> = wanted
+        .iter()
+        .map(|&(t, p)| Key::Partition(t, p).encode())
+        .collect();
+    let values = txn.get_many(&keys, false).await?;
+    wanted
+        .into_iter()
+        .zip(values)
+        .map(|(tp, v)| {
+            let v = v.ok_or(Error::Corrupt("missing partition state"))?;
+            Ok((tp, PartitionState::decode(&v)?))
+        })
+        .collect()
+}
+
+/// Writes the index entry of an admitted chunk and advances its partition
+/// (in `states`, read by [`read_states`]).
+fn index_chunk(
+    txn: &mut dyn Txn,
+    c: &SegmentCommit,
+    ch: &ChunkCommit,
+    states: &mut HashMap<(u64, u32), PartitionState>,
+) -> Result<u64> {
+    let state = states
+        .get_mut(&(ch.topic_id, ch.partition))
+        .ok_or(Error::Corrupt("partition state not read"))?;
     let base = state.high_watermark;
     let entry = IndexEntry {
         object: c.object.clone(),

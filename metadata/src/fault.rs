@@ -163,6 +163,15 @@ impl Txn for FaultyTxn {
         self.inner.get(key, snapshot).await
     }
 
+    async fn get_many(
+        &mut self,
+        keys: &[Vec<u8>],
+        snapshot: bool,
+    ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        self.read_fault()?;
+        self.inner.get_many(keys, snapshot).await
+    }
+
     async fn get_range(
         &mut self,
         begin: &[u8],

@@ -143,6 +143,19 @@ impl Txn for FdbTxn {
         Ok(v.map(|s| s.to_vec()))
     }
 
+    async fn get_many(
+        &mut self,
+        keys: &[Vec<u8>],
+        snapshot: bool,
+    ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        // All in flight at once: one round trip, not one per key.
+        let reads = keys.iter().map(|k| self.trx.get(&self.key(k), snapshot));
+        let values = futures::future::try_join_all(reads)
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(values.into_iter().map(|v| v.map(|s| s.to_vec())).collect())
+    }
+
     async fn get_range(
         &mut self,
         begin: &[u8],

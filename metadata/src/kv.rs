@@ -56,6 +56,20 @@ pub trait Txn: Send {
     /// Reads one key. A snapshot read adds no conflict range.
     async fn get(&mut self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>, KvError>;
 
+    /// Reads several keys, as [`Txn::get`] each. Backends with a network
+    /// round trip per read (FoundationDB) issue them all at once.
+    async fn get_many(
+        &mut self,
+        keys: &[Vec<u8>],
+        snapshot: bool,
+    ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.get(k, snapshot).await?);
+        }
+        Ok(out)
+    }
+
     /// Reads keys in `[begin, end)`, in key order (or reverse), at most `limit`.
     async fn get_range(
         &mut self,

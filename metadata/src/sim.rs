@@ -310,6 +310,27 @@ impl Txn for SimTxn {
         Ok(self.committed(&store, key))
     }
 
+    async fn get_many(
+        &mut self,
+        keys: &[Vec<u8>],
+        snapshot: bool,
+    ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        // Concurrent reads: one read latency for all of them.
+        self.kv.pause(self.kv.shared.config.read_latency).await;
+        self.check_age()?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if !snapshot {
+                self.reads.push((key.clone(), after(key)));
+            }
+            out.push(match self.own(key) {
+                Some(own) => own,
+                None => self.committed(&self.kv.shared.store.lock(), key),
+            });
+        }
+        Ok(out)
+    }
+
     async fn get_range(
         &mut self,
         begin: &[u8],
