@@ -66,6 +66,20 @@ pub struct BenchArgs {
     /// same record size, batch and concurrency over both (needs --embedded).
     #[arg(long, requires = "embedded", conflicts_with = "groups")]
     pub kafka: bool,
+    /// Measure commit contention instead: 1 to 128 simulated agents commit
+    /// segments to 8, 256 and 4,096 partitions on the simulated
+    /// FoundationDB (no object store, no HTTP), --duration-secs per cell.
+    #[arg(long, conflicts_with_all = ["groups", "kafka", "embedded", "url"])]
+    pub contention: bool,
+    /// --contention: partitions each segment holds a chunk for.
+    #[arg(long, default_value_t = 32)]
+    pub contention_chunks: usize,
+    /// --contention: the simulated commit latency (FoundationDB: ~5 ms).
+    #[arg(long, default_value_t = 5)]
+    pub sim_commit_ms: u64,
+    /// --contention: the simulated latency of a read version and a read.
+    #[arg(long, default_value_t = 500)]
+    pub sim_read_us: u64,
     #[command(flatten)]
     pub tuning: Tuning,
 }
@@ -278,6 +292,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     if a.kafka {
         return crate::bench_kafka::run(a).await;
+    }
+    if a.contention {
+        return crate::bench_contention::run(a).await;
     }
     let target = Target::start(&a).await?;
     let (url, yardstick) = (target.url.clone(), target.yardstick);

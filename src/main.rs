@@ -3,6 +3,7 @@
 //! depends on it.
 
 mod bench;
+mod bench_contention;
 mod bench_groups;
 mod bench_kafka;
 mod cli;

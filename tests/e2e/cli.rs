@@ -198,3 +198,44 @@ fn bench_compares_kafka_with_http() {
     }
     assert!(r["kafka_vs_http"]["produce"].as_f64().unwrap() > 0.0);
 }
+
+/// `silt bench --contention` runs its whole table on the simulated
+/// FoundationDB; a lone agent commits about once per flush interval.
+#[test]
+fn bench_measures_commit_contention() {
+    let out = Command::new(env!("CARGO_BIN_EXE_silt"))
+        .args([
+            "bench",
+            "--contention",
+            "--duration-secs",
+            "1",
+            "--contention-chunks",
+            "4",
+            "--sim-commit-ms",
+            "1",
+            "--sim-read-us",
+            "50",
+            "--json",
+        ])
+        .env_remove("SILT_URL")
+        .env("SILT_LOG", "warn")
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "silt bench --contention failed");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cells = r["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 15, "5 agent counts x 3 partition counts");
+    for c in cells {
+        assert_eq!(c["failed"], 0, "{c}");
+        assert!(c["commits_per_sec"].as_f64().unwrap() > 0.0, "{c}");
+    }
+    let alone = &cells[0];
+    assert_eq!(
+        (
+            alone["agents"].as_u64(),
+            alone["retries_per_commit"].as_f64()
+        ),
+        (Some(1), Some(0.0))
+    );
+}
