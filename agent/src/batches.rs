@@ -19,6 +19,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use silt_metadata::{Dedup, KafkaBatch, PartitionState};
 use silt_segment::Compression;
 use silt_segment::produced::ProducedBatch;
@@ -145,12 +146,18 @@ impl Agent {
         }
         let mut out = BytesMut::new();
         let mut next = offset;
-        for (base, entry) in &plan.entries {
+        let limits = Limits {
+            max_records: usize::MAX,
+            max_bytes,
+        };
+        let chunks = inner.reader.prefetch(&plan.entries, offset, limits);
+        let mut chunks = std::pin::pin!(chunks);
+        while let Some(fetched) = chunks.next().await {
             if !out.is_empty() && out.len() >= max_bytes {
                 break;
             }
-            let chunk = inner.reader.chunk(entry).await?;
-            next = silt_segment::batch::copy_batches(&chunk, *base, next, max_bytes, &mut out)?;
+            let (base, chunk) = fetched?;
+            next = silt_segment::batch::copy_batches(&chunk, base, next, max_bytes, &mut out)?;
         }
         inner.metrics.fetch_records.inc_by(next - offset);
         Ok(BatchRead {

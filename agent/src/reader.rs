@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 use silt_metadata::{IndexEntry, Metadata, PartitionState, ReadPlan};
@@ -17,6 +18,8 @@ use crate::metrics::Metrics;
 
 /// Index entries read per fetch.
 const PLAN_ENTRIES: usize = 32;
+/// Chunks fetched at once by one read.
+const PREFETCH: usize = 4;
 
 type ChunkKey = (Arc<str>, u64, u32);
 
@@ -94,11 +97,14 @@ impl Reader {
         let mut out = Vec::new();
         let mut bytes = 0;
         let mut next = offset;
-        for (base, entry) in &plan.entries {
+        let chunks = self.prefetch(&plan.entries, offset, limits);
+        let mut chunks = std::pin::pin!(chunks);
+        while let Some(fetched) = chunks.next().await {
             if out.len() >= limits.max_records || (bytes >= limits.max_bytes && !out.is_empty()) {
                 break;
             }
-            let chunk = self.chunk(entry).await?;
+            let (base, chunk) = fetched?;
+            let base = &base;
             silt_segment::batch::decode_chunk(
                 &chunk,
                 *base,
@@ -117,6 +123,31 @@ impl Reader {
         }
         self.metrics.fetch_records.inc_by(out.len() as u64);
         Ok(Some((plan.state, out)))
+    }
+
+    /// The chunks an answer within `limits` from `offset` may need, in
+    /// order, fetched up to [`PREFETCH`] at once: a catch-up read waits for
+    /// one object-store round trip per few chunks, not per chunk. Entries
+    /// are taken until their records or stored bytes (never more than the
+    /// decoded ones) reach the limits, so no more is fetched than the
+    /// answer could use.
+    pub(crate) fn prefetch<'a>(
+        &'a self,
+        entries: &'a [(u64, IndexEntry)],
+        offset: u64,
+        limits: Limits,
+    ) -> impl futures::Stream<Item = Result<(u64, Bytes)>> + 'a {
+        let (mut records, mut bytes) = (0usize, 0usize);
+        let needed = entries.iter().take_while(move |(base, e)| {
+            let more = records < limits.max_records && bytes < limits.max_bytes;
+            let end = base + u64::from(e.record_count);
+            records += end.saturating_sub(offset.max(*base)) as usize;
+            bytes += e.byte_len as usize;
+            more
+        });
+        futures::stream::iter(needed)
+            .map(move |(base, e)| async move { Ok((*base, self.chunk(e).await?)) })
+            .buffered(PREFETCH)
     }
 
     /// The first record at or after `from` whose timestamp is at least

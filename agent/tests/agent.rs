@@ -185,6 +185,8 @@ async fn flush_bytes_cuts_a_segment_before_the_interval() {
     let config = AgentConfig {
         flush_interval: Duration::from_secs(3600),
         flush_bytes: 1_000,
+        // Group commit would flush at once anyway.
+        group_commit: false,
         ..AgentConfig::default()
     };
     let s = start(config, None, None);
@@ -384,4 +386,41 @@ async fn a_recreated_topic_is_a_retriable_error_for_a_stale_agent() {
         vec![(0, 0)],
         "the retry is the new topic's first record"
     );
+}
+
+/// A read fetches the chunks its answer may need, a few at once, and no
+/// more: one record asked for, one chunk read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_prefetch_only_what_the_answer_can_use() {
+    let s = start(AgentConfig::default(), None, None);
+    s.agent
+        .create_topic("t", 1, TopicConfig::default())
+        .await
+        .unwrap();
+    // One segment, so one chunk, per request (group commit flushes each).
+    for i in 0..10 {
+        s.agent
+            .produce("t", vec![rec(&format!("r{i}"))])
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.metrics.segments_flushed.get(), 10);
+    let mut one = fetch_req(0, Duration::ZERO);
+    one.limits.max_records = 1;
+    let got = s.agent.fetch("t", 0, one).await.unwrap();
+    assert_eq!(got.records.len(), 1);
+    assert_eq!(s.metrics.cache_misses.get(), 1, "one chunk for one record");
+    let all = s
+        .agent
+        .fetch("t", 0, fetch_req(0, Duration::ZERO))
+        .await
+        .unwrap();
+    let values: Vec<_> = all
+        .records
+        .iter()
+        .map(|r| r.record.value.clone().unwrap())
+        .collect();
+    assert_eq!(values.len(), 10);
+    assert_eq!(values[9], Bytes::from("r9"), "in order");
+    assert_eq!(s.metrics.cache_misses.get(), 10, "each chunk read once");
 }
