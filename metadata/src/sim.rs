@@ -284,6 +284,18 @@ impl SimTxn {
         store.value_at(key, self.read_version).cloned()
     }
 
+    /// One point read at the read version, own writes on top; a
+    /// non-snapshot read adds its conflict range.
+    fn read(&mut self, key: &[u8], snapshot: bool) -> Option<Vec<u8>> {
+        if !snapshot {
+            self.reads.push((key.to_vec(), after(key)));
+        }
+        match self.own(key) {
+            Some(own) => own,
+            None => self.committed(&self.kv.shared.store.lock(), key),
+        }
+    }
+
     fn own(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
         if let Some(w) = self.writes.get(key) {
             return Some(w.clone());
@@ -300,14 +312,7 @@ impl Txn for SimTxn {
     async fn get(&mut self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>, KvError> {
         self.kv.pause(self.kv.shared.config.read_latency).await;
         self.check_age()?;
-        if !snapshot {
-            self.reads.push((key.to_vec(), after(key)));
-        }
-        if let Some(own) = self.own(key) {
-            return Ok(own);
-        }
-        let store = self.kv.shared.store.lock();
-        Ok(self.committed(&store, key))
+        Ok(self.read(key, snapshot))
     }
 
     async fn get_many(
@@ -318,17 +323,7 @@ impl Txn for SimTxn {
         // Concurrent reads: one read latency for all of them.
         self.kv.pause(self.kv.shared.config.read_latency).await;
         self.check_age()?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            if !snapshot {
-                self.reads.push((key.clone(), after(key)));
-            }
-            out.push(match self.own(key) {
-                Some(own) => own,
-                None => self.committed(&self.kv.shared.store.lock(), key),
-            });
-        }
-        Ok(out)
+        Ok(keys.iter().map(|k| self.read(k, snapshot)).collect())
     }
 
     async fn get_range(
