@@ -10,7 +10,8 @@
 //! binary>> (in record order; keys may repeat). Topic and partition are in
 //! the path and never in the file (readers silently prefer the path). Rows
 //! are sorted by offset, with statistics and page indexes; key and value are
-//! never dictionary-encoded; pages are zstd-compressed. Encoding runs on the
+//! never dictionary-encoded, and values (of records and headers) have no
+//! statistics (min/max of opaque payloads prune nothing); pages are zstd-compressed. Encoding runs on the
 //! blocking pool, off the runtime, while the next records are read: only a
 //! file's compressed pages are held in memory, never all its records.
 //!
@@ -77,8 +78,9 @@ impl Compactor {
             }
         }
         // Partitions in parallel: reading, encoding (on the blocking pool)
-        // and uploading overlap, one partition per core.
-        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // and uploading overlap, one partition per core and one more, so a
+        // partition waiting on reads or its upload leaves no core idle.
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
         let mut passes = futures::stream::iter(work)
             .map(|(topic, p, state)| async move { self.archive_partition(&topic, p, state).await })
             .buffer_unordered(parallel);

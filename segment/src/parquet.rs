@@ -3,7 +3,8 @@
 //! int64, `timestamp` TIMESTAMP(MICROS, UTC), `key` and `value` nullable
 //! binary, `headers` list<struct<key string, value binary>> (in record
 //! order; keys may repeat). Rows sorted by offset; statistics and page
-//! indexes; no dictionary encoding; zstd. Topic and partition live in the
+//! indexes on every column but the opaque values; no dictionary encoding;
+//! zstd. Topic and partition live in the
 //! object's path, never in the file.
 
 use std::sync::Arc;
@@ -73,10 +74,18 @@ impl ArchiveWriter {
     /// `size_hint`: the expected size of the file, to size its buffer.
     /// Virtual capacity only: pages nobody writes are never faulted in.
     pub fn new(size_hint: usize) -> Result<Self, ParquetError> {
+        // Page statistics (and so page indexes) for every column but the
+        // payloads: min/max of opaque values prune nothing and cost a
+        // comparison of every value.
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_dictionary_enabled(false)
             .set_statistics_enabled(EnabledStatistics::Page)
+            .set_column_statistics_enabled("value".into(), EnabledStatistics::None)
+            .set_column_statistics_enabled(
+                "headers.list.element.value".into(),
+                EnabledStatistics::None,
+            )
             .build();
         let out = Vec::with_capacity(size_hint.saturating_add(64 << 10));
         Ok(Self {
