@@ -9,6 +9,8 @@ pub enum Error {
     TopicExists(String),
     #[error("group {0:?} not found")]
     GroupNotFound(String),
+    #[error("group {0:?} already exists")]
+    GroupExists(String),
     /// A conditional write was refused; nothing of it was applied.
     #[error(transparent)]
     Refused(#[from] crate::values::Refusal),
@@ -51,7 +53,7 @@ impl Error {
         match self {
             Error::TopicNotFound(_) | Error::GroupNotFound(_) => ErrorKind::NotFound,
             Error::Refused(_) => ErrorKind::Refused,
-            Error::TopicExists(_) => ErrorKind::AlreadyExists,
+            Error::TopicExists(_) | Error::GroupExists(_) => ErrorKind::AlreadyExists,
             Error::Invalid(_) | Error::InvalidUrl { .. } => ErrorKind::InvalidArgument,
             Error::CommitRefused { .. } => ErrorKind::Unavailable,
             Error::Kv(e) if e.class == ErrorClass::Fatal => ErrorKind::Internal,

@@ -25,14 +25,12 @@
 //! | 0x10 | `KafkaSequence(producer_id, topic_id, partition)` | `SequenceWindow`: the last batches a Kafka idempotent producer wrote there |
 //! | 0x11 | `Archive(topic_id, partition)`             | `ArchiveProgress`: next offset to archive, planned file end |
 //! | 0x12 | `Collected(segment_id)`                    | collected_ms, u64 BE: GC's fence; a commit that finds it is refused |
+//! | 0x13 | `ShareWindow(group, topic_id, partition)`  | `ShareWindow`: a share group's in-flight window on a partition |
+//! | 0x14 | `ShareRecord(group, topic_id, partition, offset)` | `ShareRecordState`: one tracked record's delivery state |
 //! | 0x15 | `ObjectRefs(object)`                       | u64 BE: index entries pointing into the object |
 //! | 0x16 | `Garbage(at_ms, object)`                   | empty: nothing points into the object; delete it from `at_ms` on |
 //! | 0x17 | `Reclaim(topic_id)`                        | the deleted topic's name: its index entries and archive files are still to reclaim |
-//!
-//! Reserved for the capabilities still to come (same table, same rules):
-//! `0x13 ShareWindow(group, topic_id,
-//! partition)` and `0x14 ShareRecord(group, topic_id, partition, offset)` —
-//! share-group in-flight windows.
+//! | 0x18 | `ShareGroup(group)`                        | `ShareGroupRecord`, JSON: subscription, leases, backoff, dead letters |
 //!
 //! Invariants kept by [`crate::Metadata`]: for every partition, the `Index`
 //! entries tile `[log_start_offset, high_watermark)` without gaps or overlap,
@@ -64,9 +62,12 @@ pub enum KeyKind {
     KafkaSequence = 0x10,
     Archive = 0x11,
     Collected = 0x12,
+    ShareWindow = 0x13,
+    ShareRecord = 0x14,
     ObjectRefs = 0x15,
     Garbage = 0x16,
     Reclaim = 0x17,
+    ShareGroup = 0x18,
 }
 
 /// A key of the keyspace.
@@ -94,6 +95,9 @@ pub enum Key<'a> {
     ObjectRefs(&'a str),
     Garbage(i64, &'a str),
     Reclaim(u64),
+    ShareWindow(&'a str, u64, u32),
+    ShareRecord(&'a str, u64, u32, u64),
+    ShareGroup(&'a str),
 }
 
 /// Counter names (`Counter` holds named u64 values: counters and job
@@ -127,6 +131,9 @@ impl Key<'_> {
             Key::ObjectRefs(_) => KeyKind::ObjectRefs,
             Key::Garbage(..) => KeyKind::Garbage,
             Key::Reclaim(_) => KeyKind::Reclaim,
+            Key::ShareWindow(..) => KeyKind::ShareWindow,
+            Key::ShareRecord(..) => KeyKind::ShareRecord,
+            Key::ShareGroup(_) => KeyKind::ShareGroup,
         }
     }
 
@@ -141,7 +148,8 @@ impl Key<'_> {
             | Key::ProducerName(s)
             | Key::Idempotency(s)
             | Key::Collected(s)
-            | Key::ObjectRefs(s) => put_str(&mut k, s),
+            | Key::ObjectRefs(s)
+            | Key::ShareGroup(s) => put_str(&mut k, s),
             Key::Topic(n) | Key::Producer(n) | Key::Reclaim(n) => {
                 k.extend_from_slice(&n.to_be_bytes())
             }
@@ -162,10 +170,16 @@ impl Key<'_> {
                 put_str(&mut k, g);
                 put_str(&mut k, m);
             }
-            Key::Offset(g, t, p) => {
+            Key::Offset(g, t, p) | Key::ShareWindow(g, t, p) => {
                 put_str(&mut k, g);
                 k.extend_from_slice(&t.to_be_bytes());
                 k.extend_from_slice(&p.to_be_bytes());
+            }
+            Key::ShareRecord(g, t, p, o) => {
+                put_str(&mut k, g);
+                k.extend_from_slice(&t.to_be_bytes());
+                k.extend_from_slice(&p.to_be_bytes());
+                k.extend_from_slice(&o.to_be_bytes());
             }
             Key::KafkaSequence(id, t, p) => {
                 k.extend_from_slice(&id.to_be_bytes());
@@ -263,6 +277,34 @@ impl KeyRange {
         let mut p = vec![KeyKind::Offset as u8];
         put_str(&mut p, group);
         Self::prefix(p)
+    }
+
+    /// All `ShareWindow` keys of a share group.
+    pub fn share_windows(group: &str) -> Self {
+        let mut p = vec![KeyKind::ShareWindow as u8];
+        put_str(&mut p, group);
+        Self::prefix(p)
+    }
+
+    /// All `ShareRecord` keys of a share group.
+    pub fn share_records(group: &str) -> Self {
+        let mut p = vec![KeyKind::ShareRecord as u8];
+        put_str(&mut p, group);
+        Self::prefix(p)
+    }
+
+    /// `ShareRecord` keys of one partition with offsets in `[from, to)`.
+    pub fn share_window_records(
+        group: &str,
+        topic_id: u64,
+        partition: u32,
+        from: u64,
+        to: u64,
+    ) -> Self {
+        Self {
+            begin: Key::ShareRecord(group, topic_id, partition, from).encode(),
+            end: Key::ShareRecord(group, topic_id, partition, to).encode(),
+        }
     }
 
     /// All `ProducerAnswer` keys of a producer.
@@ -366,6 +408,11 @@ pub fn decode(key: &[u8]) -> Result<Key<'_>, BadKey> {
             k if k == KeyKind::ObjectRefs as u8 => Key::ObjectRefs(e.str()?),
             k if k == KeyKind::Garbage as u8 => Key::Garbage(e.u64()? as i64, e.str()?),
             k if k == KeyKind::Reclaim as u8 => Key::Reclaim(e.u64()?),
+            k if k == KeyKind::ShareWindow as u8 => Key::ShareWindow(e.str()?, e.u64()?, e.u32()?),
+            k if k == KeyKind::ShareRecord as u8 => {
+                Key::ShareRecord(e.str()?, e.u64()?, e.u32()?, e.u64()?)
+            }
+            k if k == KeyKind::ShareGroup as u8 => Key::ShareGroup(e.str()?),
             _ => return None,
         };
         e.done()?;
@@ -416,7 +463,8 @@ mod tests {
         fn string_keys_round_trip(n in name()) {
             for k in [Key::Segment(&n), Key::Counter(&n), Key::Lease(&n), Key::Group(&n),
                       Key::ProducerName(&n), Key::Idempotency(&n), Key::Collected(&n),
-                      Key::ObjectRefs(&n), Key::Garbage(7, &n)] {
+                      Key::ObjectRefs(&n), Key::Garbage(7, &n), Key::ShareGroup(&n),
+                      Key::ShareWindow(&n, 3, 4), Key::ShareRecord(&n, 3, 4, 5)] {
                 prop_assert!(round_trips(k));
             }
         }

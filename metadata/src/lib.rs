@@ -34,6 +34,7 @@ pub mod reclaim;
 pub mod retention;
 pub mod runner;
 pub mod sequences;
+pub mod shares;
 pub mod sim;
 pub mod sqlite;
 pub mod values;

@@ -6,6 +6,7 @@
 
 pub(crate) mod groups;
 mod producers;
+pub mod shares;
 
 use serde::{Deserialize, Serialize};
 

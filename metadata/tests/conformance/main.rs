@@ -7,6 +7,7 @@
 mod classic;
 mod groups;
 mod kafka;
+mod shares;
 mod units;
 
 use std::collections::BTreeSet;
@@ -23,6 +24,7 @@ use silt_metadata::{ChunkCommit, ErrorKind, Metadata, PartitionState, SegmentCom
 use classic::*;
 use groups::*;
 use kafka::*;
+use shares::*;
 use units::*;
 
 /// A backend under test; dropping it cleans up.
@@ -528,6 +530,9 @@ macro_rules! suite {
             case!(kafka_producers_are_fenced_by_epoch);
             case!(classic_groups_form_generations_and_fence_commits);
             case!(classic_members_expire_and_leave);
+            case!(share_groups_lease_each_record_once);
+            case!(share_groups_dead_letter_after_the_last_delivery);
+            case!(share_groups_keep_key_order);
         }
     };
 }
