@@ -19,6 +19,8 @@ pub enum Error {
     },
     #[error("group {0:?} not found")]
     GroupNotFound(String),
+    #[error("group {0:?} already exists")]
+    GroupExists(String),
     /// The topic was deleted and created again while the request was in
     /// flight; nothing was written, and a retry reaches the new topic.
     #[error("topic {0:?} was re-created while the request was in flight; retry")]
@@ -103,7 +105,7 @@ impl Error {
                 ErrorKind::NotFound
             }
             Error::Refused(_) => ErrorKind::Refused,
-            Error::TopicExists(_) => ErrorKind::AlreadyExists,
+            Error::TopicExists(_) | Error::GroupExists(_) => ErrorKind::AlreadyExists,
             Error::InvalidArgument(_) | Error::InvalidBatch(..) => ErrorKind::InvalidArgument,
             Error::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
             Error::Overloaded { .. } => ErrorKind::Overloaded,
@@ -130,6 +132,7 @@ impl From<silt_metadata::Error> for Error {
             silt_metadata::Error::TopicExists(t) => Error::TopicExists(t),
             silt_metadata::Error::Invalid(m) => Error::InvalidArgument(m),
             silt_metadata::Error::GroupNotFound(g) => Error::GroupNotFound(g),
+            silt_metadata::Error::GroupExists(g) => Error::GroupExists(g),
             silt_metadata::Error::Refused(r) => Error::Refused(r),
             e => Error::Metadata(std::sync::Arc::new(e)),
         }

@@ -24,6 +24,7 @@ pub mod notify;
 pub mod partitioner;
 mod produce;
 pub mod reader;
+pub mod shares;
 mod topics;
 
 use std::sync::Arc;

@@ -33,6 +33,13 @@ pub struct Metrics {
     pub group_commits: Counter,
     /// Retried requests answered from a stored answer instead of written again.
     pub produce_duplicates: Counter,
+    /// Records leased to share-group workers (every delivery counts).
+    pub share_deliveries: Counter,
+    /// Share-group acknowledgements, by kind: `accept`, `release`,
+    /// `reject`, `extend`, or `stale` (refused: the lease had passed on).
+    pub share_acks: Family<Vec<(String, String)>, Counter>,
+    /// Records copied to dead-letter topics.
+    pub share_dead_letters: Counter,
 }
 
 fn latency() -> Histogram {
@@ -59,8 +66,26 @@ impl Metrics {
             group_rebalances: Counter::default(),
             group_commits: Counter::default(),
             produce_duplicates: Counter::default(),
+            share_deliveries: Counter::default(),
+            share_acks: Family::default(),
+            share_dead_letters: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("silt");
+        r.register(
+            "share_deliveries",
+            "Records leased to share-group workers",
+            m.share_deliveries.clone(),
+        );
+        r.register(
+            "share_acks",
+            "Share-group acknowledgements, by kind (stale: refused)",
+            m.share_acks.clone(),
+        );
+        r.register(
+            "share_dead_letters",
+            "Records copied to dead-letter topics",
+            m.share_dead_letters.clone(),
+        );
         r.register(
             "produce_records",
             "Records acknowledged to producers",

@@ -135,6 +135,22 @@ pub fn app(state: AppState) -> Router {
             "/v1/consumer-groups/{group}/offsets",
             post(routes::groups::commit).get(routes::groups::offsets),
         )
+        .route("/v1/share-groups", get(routes::shares::list))
+        .route(
+            "/v1/share-groups/{group}",
+            put(routes::shares::create)
+                .get(routes::shares::describe)
+                .delete(routes::shares::delete),
+        )
+        .route(
+            "/v1/share-groups/{group}/fetch",
+            post(routes::shares::fetch),
+        )
+        .route("/v1/share-groups/{group}/acks", post(routes::shares::acks))
+        .route(
+            "/v1/share-groups/{group}/dlq/replay",
+            post(routes::shares::replay),
+        )
         .route(
             "/v1/topics/{topic}/partitions/{partition}/offsets",
             get(routes::records::offsets),

@@ -91,6 +91,9 @@ impl From<Error> for Problem {
             (Error::GroupNotFound(_), _) => {
                 Problem::new(StatusCode::NOT_FOUND, "group_not_found", detail)
             }
+            (Error::GroupExists(_), _) => {
+                Problem::new(StatusCode::CONFLICT, "group_exists", detail)
+            }
             (Error::Refused(r), _) => refusal(*r, detail),
             (Error::OffsetOutOfRange { .. }, _) => Problem::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,

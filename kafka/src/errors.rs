@@ -16,6 +16,7 @@ pub(crate) fn code(e: &Error) -> ResponseError {
         }
         Error::TopicExists(_) => ResponseError::TopicAlreadyExists,
         Error::GroupNotFound(_) => ResponseError::GroupIdNotFound,
+        Error::GroupExists(_) => ResponseError::InvalidGroupId,
         Error::InvalidArgument(_) => ResponseError::InvalidRequest,
         Error::InvalidBatch(BatchProblem::Corrupt, _) => ResponseError::CorruptMessage,
         Error::InvalidBatch(BatchProblem::TooLarge, _) => ResponseError::MessageTooLarge,

@@ -685,6 +685,25 @@ impl Metadata {
         .await
     }
 
+    /// One partition's window, if the group has read from it.
+    pub async fn share_window(
+        &self,
+        group: &str,
+        topic_id: u64,
+        partition: u32,
+    ) -> Result<Option<ShareWindow>> {
+        self.run("share_window", true, |txn, _| {
+            let key = key_window(group, topic_id, partition);
+            Box::pin(async move {
+                match txn.get(&key, true).await? {
+                    Some(b) => ShareWindow::decode(&b).map(Some),
+                    None => Ok(None),
+                }
+            })
+        })
+        .await
+    }
+
     /// Every window of a share group with counts of its tracked records
     /// (snapshot reads: a description, not a decision).
     pub async fn share_windows(&self, group: &str) -> Result<Vec<WindowView>> {

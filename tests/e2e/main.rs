@@ -15,3 +15,4 @@ mod kafka_data;
 mod kafka_groups;
 mod multi_agent;
 mod produce_consume;
+mod shares;

@@ -2,4 +2,5 @@ pub mod groups;
 pub mod meta;
 pub mod produce;
 pub mod records;
+pub mod shares;
 pub mod topics;
