@@ -66,6 +66,11 @@ pub struct BenchArgs {
     /// same record size, batch and concurrency over both (needs --embedded).
     #[arg(long, requires = "embedded", conflicts_with = "groups")]
     pub kafka: bool,
+    /// Benchmark share groups instead: acked records/s with 1, 8 and 32
+    /// workers against a consumer group reading the same records in the
+    /// same run, and metadata transactions per acked record.
+    #[arg(long, conflicts_with_all = ["groups", "kafka"])]
+    pub shares: bool,
     /// Measure commit contention instead: 1 to 128 simulated agents commit
     /// segments to 8, 256 and 4,096 partitions on the simulated
     /// FoundationDB (no object store, no HTTP), --duration-secs per cell.
@@ -289,6 +294,9 @@ pub async fn ensure_topic(client: &Client, topic: &str, partitions: u32) -> anyh
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.groups {
         return crate::bench_groups::run(a).await;
+    }
+    if a.shares {
+        return crate::bench_shares::run(a).await;
     }
     if a.kafka {
         return crate::bench_kafka::run(a).await;

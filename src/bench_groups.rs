@@ -20,7 +20,7 @@ use crate::client::Client;
 /// Records the consumption phases read (produced once, read five times).
 const FILL_RECORDS: u64 = 200_000;
 
-fn txn_runs(t: &Target) -> u64 {
+pub(crate) fn txn_runs(t: &Target) -> u64 {
     t.metadata.as_ref().map_or(0, |md| {
         md.transaction_stats().iter().map(|(_, s)| s.runs).sum()
     })
@@ -28,7 +28,7 @@ fn txn_runs(t: &Target) -> u64 {
 
 /// One request body: `batch` records of `size` bytes from the pool, with an
 /// idempotent producer's sequence if given.
-fn render(
+pub(crate) fn render(
     pool: &str,
     cursor: &mut usize,
     batch: usize,
@@ -171,7 +171,7 @@ async fn plain_phase(
 
 /// `members` group members consuming everything, committing after every
 /// fetch. Returns (records, bytes, seconds, commit latency, commits).
-async fn group_phase(
+pub(crate) async fn group_phase(
     client: &Client,
     topic: &str,
     total: u64,

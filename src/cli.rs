@@ -51,6 +51,13 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Share groups: queues over topics (leases, acks, redelivery, dead letters).
+    ShareGroups {
+        #[command(subcommand)]
+        command: crate::shares::SharesCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Produce lines from stdin, one record per line.
     Produce(crate::client::ProduceArgs),
     /// Print records, one per line.
@@ -451,6 +458,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compactor(a) => crate::server::compactor(a).await,
         Command::Topics { command, client } => crate::client::topics(&client, command).await,
         Command::Groups { command, client } => crate::groups::groups(&client, command).await,
+        Command::ShareGroups { command, client } => {
+            crate::shares::share_groups(&client, command).await
+        }
         Command::Produce(a) => crate::client::produce(a).await,
         Command::Consume(a) => crate::client::consume(a).await,
         Command::Bench(a) => crate::bench::run(a).await,

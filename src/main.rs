@@ -6,11 +6,13 @@ mod bench;
 mod bench_contention;
 mod bench_groups;
 mod bench_kafka;
+mod bench_shares;
 mod cli;
 mod client;
 mod faults;
 mod groups;
 mod server;
+mod shares;
 
 use clap::Parser;
 

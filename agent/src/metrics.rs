@@ -40,6 +40,16 @@ pub struct Metrics {
     pub share_acks: Family<Vec<(String, String)>, Counter>,
     /// Records copied to dead-letter topics.
     pub share_dead_letters: Counter,
+    /// Per share group, topic and partition, as this agent last saw the
+    /// window (take the max across agents): records available (never
+    /// delivered, or waiting out a backoff), leased, accepted,
+    /// dead-lettered, redelivered (totals) and the oldest unacked age.
+    pub share_available: Family<Vec<(String, String)>, Gauge>,
+    pub share_leased: Family<Vec<(String, String)>, Gauge>,
+    pub share_accepted: Family<Vec<(String, String)>, Gauge>,
+    pub share_dead_lettered: Family<Vec<(String, String)>, Gauge>,
+    pub share_redelivered: Family<Vec<(String, String)>, Gauge>,
+    pub share_oldest_unacked_ms: Family<Vec<(String, String)>, Gauge>,
 }
 
 fn latency() -> Histogram {
@@ -69,6 +79,12 @@ impl Metrics {
             share_deliveries: Counter::default(),
             share_acks: Family::default(),
             share_dead_letters: Counter::default(),
+            share_available: Family::default(),
+            share_leased: Family::default(),
+            share_accepted: Family::default(),
+            share_dead_lettered: Family::default(),
+            share_redelivered: Family::default(),
+            share_oldest_unacked_ms: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("silt");
         r.register(
@@ -86,6 +102,40 @@ impl Metrics {
             "Records copied to dead-letter topics",
             m.share_dead_letters.clone(),
         );
+        for (name, help, family) in [
+            (
+                "share_available",
+                "Share-group records available (never delivered or in backoff), per partition",
+                &m.share_available,
+            ),
+            (
+                "share_leased",
+                "Share-group records leased now, per partition",
+                &m.share_leased,
+            ),
+            (
+                "share_accepted",
+                "Share-group records accepted (total), per partition",
+                &m.share_accepted,
+            ),
+            (
+                "share_dead_lettered",
+                "Share-group records dead-lettered (total), per partition",
+                &m.share_dead_lettered,
+            ),
+            (
+                "share_redelivered",
+                "Share-group deliveries after the first (total), per partition",
+                &m.share_redelivered,
+            ),
+            (
+                "share_oldest_unacked_ms",
+                "Age of the oldest delivered, unfinished share-group record, per partition",
+                &m.share_oldest_unacked_ms,
+            ),
+        ] {
+            r.register(name, help, family.clone());
+        }
         r.register(
             "produce_records",
             "Records acknowledged to producers",

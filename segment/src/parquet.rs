@@ -22,6 +22,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::{Header, Record};
 
@@ -83,7 +84,11 @@ impl ArchiveWriter {
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_column_statistics_enabled("value".into(), EnabledStatistics::None)
             .set_column_statistics_enabled(
-                "headers.list.element.value".into(),
+                ColumnPath::new(
+                    ["headers", "list", "element", "value"]
+                        .map(String::from)
+                        .to_vec(),
+                ),
                 EnabledStatistics::None,
             )
             .build();

@@ -365,6 +365,42 @@ async fn poison_records_are_dead_lettered_and_replayed() {
     let g = describe(&admin, "billing").await;
     assert_eq!(g["totals"]["dead_lettered"], 31, "{g}");
     assert_eq!(g["totals"]["accepted"], 269, "{g}");
+    // The same figures from the CLI, and per partition in /metrics.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_silt"))
+        .args(["share-groups", "describe", "billing", "--url", &admin.base])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["totals"], g["totals"]);
+    let mut dead_per_partition = [0u64; 2];
+    for a in &c.agents {
+        let text = reqwest::get(format!("{}/metrics", a.client().base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("silt_share_dead_lettered{"))
+        {
+            if line.contains(r#"group="billing""#) {
+                let p = usize::from(line.contains(r#"partition="1""#));
+                let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+                dead_per_partition[p] = dead_per_partition[p].max(n);
+            }
+        }
+    }
+    assert_eq!(
+        dead_per_partition.iter().sum::<u64>(),
+        31,
+        "{dead_per_partition:?}"
+    );
 
     // Replay: the dead letters come back as new records, delivered afresh.
     let r = agents

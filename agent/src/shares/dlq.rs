@@ -113,10 +113,12 @@ impl Agent {
             };
             self.produce_request(req).await?;
         }
-        self.inner
+        let view = self
+            .inner
             .md
             .share_dead_lettered(name, t.id, p, &offsets)
             .await?;
+        self.record_window(name, &t.name, &view, None);
         self.inner
             .metrics
             .share_dead_letters

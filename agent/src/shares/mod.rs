@@ -23,7 +23,9 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::time::Instant;
 
-use silt_metadata::shares::{Ack, AckKind, Acquire, DeadLetter, NewKeys};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use silt_metadata::shares::{Ack, AckKind, Acquire, DeadLetter, NewKeys, WindowView};
 use silt_metadata::values::shares::{ShareGroupRecord, ShareTopic};
 use silt_segment::Record;
 
@@ -351,6 +353,11 @@ impl Agent {
                 },
             )
             .await?;
+        let available = acquired.view.waiting
+            + acquired
+                .high_watermark
+                .saturating_sub(acquired.view.window.next);
+        self.record_window(name, &t.name, &acquired.view, Some(available));
         if !acquired.dead.is_empty() {
             self.dead_letter(name, g, t, p, &acquired.dead).await;
         }
@@ -485,6 +492,9 @@ impl Agent {
                     inner.metrics.share_acks.get_or_create(&stale_label()).inc();
                 }
             }
+            if let Some(st) = g.topics.iter().find(|t| t.id == topic_id) {
+                self.record_window(name, &st.name, &out.view, None);
+            }
             if !out.dead.is_empty() {
                 if let Some(t) = self.share_topic(&g, topic_id).await? {
                     self.dead_letter(name, &g, &t, p, &out.dead).await;
@@ -492,6 +502,37 @@ impl Agent {
             }
         }
         Ok(summary)
+    }
+
+    /// Exports a window as this agent just saw it.
+    pub(super) fn record_window(
+        &self,
+        group: &str,
+        topic: &str,
+        v: &WindowView,
+        available: Option<u64>,
+    ) {
+        let m = &self.inner.metrics;
+        let labels = vec![
+            ("group".to_owned(), group.to_owned()),
+            ("topic".to_owned(), topic.to_owned()),
+            ("partition".to_owned(), v.partition.to_string()),
+        ];
+        let set = |f: &Family<Vec<(String, String)>, Gauge>, n: u64| {
+            f.get_or_create(&labels)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        };
+        if let Some(a) = available {
+            set(&m.share_available, a);
+        }
+        set(&m.share_leased, v.leased);
+        set(&m.share_accepted, v.window.accepted);
+        set(&m.share_dead_lettered, v.window.dead_lettered);
+        set(&m.share_redelivered, v.window.redelivered);
+        let age = v
+            .oldest_unacked_ms
+            .map_or(0, |t| (self.inner.env.now_ms() - t).max(0));
+        m.share_oldest_unacked_ms.get_or_create(&labels).set(age);
     }
 
     /// The subscribed topic with this id, if it still exists.

@@ -533,6 +533,7 @@ macro_rules! suite {
             case!(share_groups_lease_each_record_once);
             case!(share_groups_dead_letter_after_the_last_delivery);
             case!(share_groups_keep_key_order);
+            case!(share_leases_never_overlap_under_concurrency);
         }
     };
 }

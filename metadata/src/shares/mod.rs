@@ -14,9 +14,12 @@
 //!   delivered. `start` moves only over finished records, and their records
 //!   are removed as it does, so state is bounded by `max_in_flight` however
 //!   long the stream runs.
-//! * **One lease at a time.** Leasing reads the window and every record in
-//!   it with conflicting reads, so two concurrent leases of one record
-//!   cannot both commit. A delivery is named by its count: an ack for
+//! * **One lease at a time.** Every transaction that changes a window or
+//!   its records reads the window key with a conflicting read and writes
+//!   it: that one conflict serialises them, so two concurrent leases of one
+//!   record (or of the same new records past `next`) cannot both commit
+//!   (the conformance suite's concurrency case fails on the simulated
+//!   FoundationDB if the read is made a snapshot read). A delivery is named by its count: an ack for
 //!   delivery `n` applies only while the record is leased by delivery `n`
 //!   (expired or not, as long as nobody leased it since), so a late ack
 //!   from a worker whose lease passed to another is refused as stale.
@@ -30,10 +33,12 @@
 //! unknown, then leased again by the retry, is simply never acked: it
 //! expires and the record is delivered again with a higher count.
 
-use crate::catalog::{read_partition, topic_id_by_name, validate_id};
+mod admin;
+
+use crate::catalog::read_partition;
 use crate::keys::{Key, KeyRange};
 use crate::kv::Txn;
-use crate::values::groups::{decode_json, encode_json};
+use crate::values::groups::decode_json;
 use crate::values::shares::{
     DeadReason, ShareGroupRecord, ShareOrdering, SharePhase, ShareRecordState, ShareStart,
     ShareWindow,
@@ -95,6 +100,8 @@ pub struct Acquired {
     pub dead: Vec<DeadLetter>,
     pub window: ShareWindow,
     pub high_watermark: u64,
+    /// The window as this transaction left it.
+    pub view: WindowView,
 }
 
 /// What a worker says about one delivery.
@@ -122,6 +129,8 @@ pub struct AckOutcome {
     /// Acks applied, in request order: `false` for a stale delivery.
     pub applied: Vec<bool>,
     pub dead: Vec<DeadLetter>,
+    /// The window as this transaction left it.
+    pub view: WindowView,
 }
 
 /// A partition's window and what its tracked records are doing.
@@ -237,6 +246,34 @@ fn applied_before(
     }
 }
 
+/// A window's counts from its tracked records.
+fn view_of(t: u64, p: u32, window: ShareWindow, records: &[(u64, ShareRecordState)]) -> WindowView {
+    let mut view = WindowView {
+        topic_id: t,
+        partition: p,
+        window,
+        ..WindowView::default()
+    };
+    for (offset, s) in records {
+        if *offset < window.start {
+            continue;
+        }
+        match s.phase {
+            SharePhase::Leased { .. } => view.leased += 1,
+            SharePhase::Available { .. } => view.waiting += 1,
+            SharePhase::DeadLettering { .. } => view.dead_lettering += 1,
+            SharePhase::Done { .. } => continue,
+        }
+        if s.first_ms != 0 {
+            view.oldest_unacked_ms = Some(
+                view.oldest_unacked_ms
+                    .map_or(s.first_ms, |m| m.min(s.first_ms)),
+            );
+        }
+    }
+    view
+}
+
 /// Moves the window's start over finished records, removing them.
 fn advance(
     txn: &mut dyn Txn,
@@ -256,127 +293,6 @@ fn advance(
 }
 
 impl Metadata {
-    /// Creates a share group; `AlreadyExists` if one has the name. The
-    /// record's topics name topics by name; their ids are resolved here.
-    pub async fn create_share_group(&self, group: &str, record: ShareGroupRecord) -> Result<()> {
-        validate_id("share group name", group, MAX_SHARE_GROUP)?;
-        if record.topics.is_empty() || record.max_deliveries == 0 || record.lease_ms == 0 {
-            return Err(Error::Invalid(
-                "a share group needs topics, a lease and at least one delivery".into(),
-            ));
-        }
-        if !(1..=MAX_IN_FLIGHT).contains(&record.max_in_flight) {
-            return Err(Error::Invalid(format!(
-                "max_in_flight is 1 to {MAX_IN_FLIGHT}"
-            )));
-        }
-        self.run("create_share_group", false, |txn, _| {
-            let mut record = record.clone();
-            let group = group.to_owned();
-            Box::pin(async move {
-                let group = group.as_str();
-                let key = Key::ShareGroup(group).encode();
-                if let Some(b) = txn.get(&key, false).await? {
-                    let old: ShareGroupRecord = decode_json(&b, "share group")?;
-                    // A retry after an unknown result finds its own group.
-                    if old.created_ms == record.created_ms {
-                        return Ok(());
-                    }
-                    return Err(Error::GroupExists(group.to_owned()));
-                }
-                for t in &mut record.topics {
-                    t.id = topic_id_by_name(txn, &t.name, false)
-                        .await?
-                        .ok_or_else(|| Error::TopicNotFound(t.name.clone()))?;
-                }
-                txn.set(&key, &encode_json(&record));
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    pub async fn share_group(&self, group: &str) -> Result<Option<ShareGroupRecord>> {
-        self.run("share_group", true, |txn, _| {
-            let group = group.to_owned();
-            Box::pin(async move {
-                let group = group.as_str();
-                match txn.get(&Key::ShareGroup(group).encode(), true).await? {
-                    Some(b) => decode_json(&b, "share group").map(Some),
-                    None => Ok(None),
-                }
-            })
-        })
-        .await
-    }
-
-    /// Share group names, in order, at most `limit` after `after`.
-    pub async fn list_share_groups(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>> {
-        self.run("list_share_groups", true, |txn, _| {
-            let after = after.map(str::to_owned);
-            Box::pin(async move {
-                let after = after.as_deref();
-                let all = KeyRange::kind(crate::keys::KeyKind::ShareGroup);
-                let begin = match after {
-                    Some(a) => {
-                        let mut k = Key::ShareGroup(a).encode();
-                        k.push(0);
-                        k
-                    }
-                    None => all.begin,
-                };
-                let rows = txn.get_range(&begin, &all.end, limit, false, true).await?;
-                rows.iter()
-                    .map(|(k, _)| match crate::keys::decode(k) {
-                        Ok(Key::ShareGroup(g)) => Ok(g.to_owned()),
-                        _ => Err(Error::Corrupt("share group key")),
-                    })
-                    .collect()
-            })
-        })
-        .await
-    }
-
-    /// Deletes a share group and all its state.
-    pub async fn delete_share_group(&self, group: &str) -> Result<()> {
-        self.run("delete_share_group", false, |txn, _| {
-            let group = group.to_owned();
-            Box::pin(async move {
-                let group = group.as_str();
-                read_group(txn, group).await?;
-                txn.clear(&Key::ShareGroup(group).encode());
-                for r in [
-                    KeyRange::share_windows(group),
-                    KeyRange::share_records(group),
-                ] {
-                    txn.clear_range(&r.begin, &r.end);
-                }
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    /// Records where the dead-letter replay of `group` has reached.
-    pub async fn set_share_replayed(&self, group: &str, replayed: Vec<u64>) -> Result<()> {
-        self.run("set_share_replayed", false, |txn, _| {
-            let replayed = replayed.clone();
-            let group = group.to_owned();
-            Box::pin(async move {
-                let group = group.as_str();
-                let mut g = read_group(txn, group).await?;
-                g.replayed = replayed;
-                txn.set(&Key::ShareGroup(group).encode(), &encode_json(&g));
-                Ok(())
-            })
-        })
-        .await
-    }
-
     /// Leases up to `req.max` records of one partition: expired leases
     /// first become available again (or dead letters), then available
     /// records are leased in offset order, then the window grows into
@@ -547,6 +463,7 @@ impl Metadata {
                 advance(txn, group, topic_id, partition, &mut w, &records);
                 txn.set(&wkey, &w.encode());
                 out.window = w;
+                out.view = view_of(topic_id, partition, w, &records);
                 Ok(out)
             })
         })
@@ -573,7 +490,7 @@ impl Metadata {
                 let Some(b) = txn.get(&wkey, false).await? else {
                     return Ok(AckOutcome {
                         applied: vec![false; acks.len()],
-                        dead: Vec::new(),
+                        ..AckOutcome::default()
                     });
                 };
                 let mut w = ShareWindow::decode(&b)?;
@@ -638,6 +555,7 @@ impl Metadata {
                 }
                 advance(txn, group, topic_id, partition, &mut w, &records);
                 txn.set(&wkey, &w.encode());
+                out.view = view_of(topic_id, partition, w, &records);
                 Ok(out)
             })
         })
@@ -645,15 +563,15 @@ impl Metadata {
     }
 
     /// Finishes dead letters once their copies are in the dead-letter
-    /// topic. Records no longer dead-lettering (finished by another agent)
-    /// are left alone.
+    /// topic; returns the window as left. Records no longer dead-lettering
+    /// (finished by another agent) are left alone.
     pub async fn share_dead_lettered(
         &self,
         group: &str,
         topic_id: u64,
         partition: u32,
         offsets: &[u64],
-    ) -> Result<()> {
+    ) -> Result<WindowView> {
         self.run("share_dead_lettered", false, |txn, _| {
             let group = group.to_owned();
             let offsets = offsets.to_vec();
@@ -661,7 +579,7 @@ impl Metadata {
                 let group = group.as_str();
                 let wkey = key_window(group, topic_id, partition);
                 let Some(b) = txn.get(&wkey, false).await? else {
-                    return Ok(());
+                    return Ok(WindowView::default());
                 };
                 let mut w = ShareWindow::decode(&b)?;
                 let mut records = read_records(txn, group, topic_id, partition, &w).await?;
@@ -679,71 +597,7 @@ impl Metadata {
                 }
                 advance(txn, group, topic_id, partition, &mut w, &records);
                 txn.set(&wkey, &w.encode());
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    /// One partition's window, if the group has read from it.
-    pub async fn share_window(
-        &self,
-        group: &str,
-        topic_id: u64,
-        partition: u32,
-    ) -> Result<Option<ShareWindow>> {
-        self.run("share_window", true, |txn, _| {
-            let key = key_window(group, topic_id, partition);
-            Box::pin(async move {
-                match txn.get(&key, true).await? {
-                    Some(b) => ShareWindow::decode(&b).map(Some),
-                    None => Ok(None),
-                }
-            })
-        })
-        .await
-    }
-
-    /// Every window of a share group with counts of its tracked records
-    /// (snapshot reads: a description, not a decision).
-    pub async fn share_windows(&self, group: &str) -> Result<Vec<WindowView>> {
-        self.run("share_windows", true, |txn, _| {
-            let group = group.to_owned();
-            Box::pin(async move {
-                let group = group.as_str();
-                let r = KeyRange::share_windows(group);
-                let rows = txn
-                    .get_range(&r.begin, &r.end, usize::MAX, false, true)
-                    .await?;
-                let mut views = Vec::with_capacity(rows.len());
-                for (k, v) in rows {
-                    let Ok(Key::ShareWindow(_, t, p)) = crate::keys::decode(&k) else {
-                        return Err(Error::Corrupt("share window key"));
-                    };
-                    let window = ShareWindow::decode(&v)?;
-                    let mut view = WindowView {
-                        topic_id: t,
-                        partition: p,
-                        window,
-                        ..WindowView::default()
-                    };
-                    for (_, s) in read_records(txn, group, t, p, &window).await? {
-                        match s.phase {
-                            SharePhase::Leased { .. } => view.leased += 1,
-                            SharePhase::Available { .. } => view.waiting += 1,
-                            SharePhase::DeadLettering { .. } => view.dead_lettering += 1,
-                            SharePhase::Done { .. } => continue,
-                        }
-                        if s.first_ms != 0 {
-                            view.oldest_unacked_ms = Some(
-                                view.oldest_unacked_ms
-                                    .map_or(s.first_ms, |m| m.min(s.first_ms)),
-                            );
-                        }
-                    }
-                    views.push(view);
-                }
-                Ok(views)
+                Ok(view_of(topic_id, partition, w, &records))
             })
         })
         .await
