@@ -44,6 +44,25 @@ pub enum SharesCommand {
         #[arg(long)]
         from_latest: bool,
     },
+    /// Work the queue: lease records, print each as a JSON line (delivery id
+    /// and count, topic, partition, offset, key, value), then accept them.
+    /// A worker killed between printing and accepting loses its leases:
+    /// those records are delivered again, with a higher count.
+    Consume {
+        group: String,
+        /// Records leased per fetch.
+        #[arg(long, default_value_t = 100)]
+        max_records: usize,
+        /// How long this worker holds what it fetched.
+        #[arg(long)]
+        lease_ms: Option<u64>,
+        /// Stop after accepting this many records.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop when a fetch finds nothing within its wait.
+        #[arg(long)]
+        exit_when_idle: bool,
+    },
     /// Move dead letters back to the partitions they came from.
     Replay {
         group: String,
@@ -88,6 +107,23 @@ pub async fn share_groups(c: &ClientArgs, cmd: SharesCommand) -> anyhow::Result<
             let url = client.url(&format!("/v1/share-groups/{group}"));
             client.send(client.http().put(url).json(&spec)).await?
         }
+        SharesCommand::Consume {
+            group,
+            max_records,
+            lease_ms,
+            count,
+            exit_when_idle,
+        } => {
+            return consume(
+                &client,
+                &group,
+                max_records,
+                lease_ms,
+                count,
+                exit_when_idle,
+            )
+            .await;
+        }
         SharesCommand::Replay { group, max_records } => {
             client
                 .post(
@@ -103,4 +139,55 @@ pub async fn share_groups(c: &ClientArgs, cmd: SharesCommand) -> anyhow::Result<
         }
     };
     print_json(&v)
+}
+
+/// A share-group worker printing what it leases, accepting each batch once
+/// printed.
+async fn consume(
+    client: &Client,
+    group: &str,
+    max_records: usize,
+    lease_ms: Option<u64>,
+    count: Option<u64>,
+    exit_when_idle: bool,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut accepted = 0u64;
+    let mut fetch = json!({"max_records": max_records, "wait_ms": 1000});
+    if let Some(l) = lease_ms {
+        fetch["lease_ms"] = Value::from(l);
+    }
+    while count.is_none_or(|c| accepted < c) {
+        let v = client
+            .post(&format!("/v1/share-groups/{group}/fetch"), &fetch)
+            .await?;
+        let records = v["records"].as_array().cloned().unwrap_or_default();
+        if records.is_empty() {
+            if exit_when_idle {
+                break;
+            }
+            continue;
+        }
+        let mut out = std::io::stdout().lock();
+        let mut ids = Vec::with_capacity(records.len());
+        for r in &records {
+            let line = json!({
+                "delivery_id": r["delivery_id"], "delivery_count": r["delivery_count"],
+                "topic": r["topic"], "partition": r["partition"], "offset": r["offset"],
+                "key": r["key"], "value": r["value"],
+            });
+            writeln!(out, "{line}")?;
+            ids.push(r["delivery_id"].clone());
+        }
+        out.flush()?;
+        drop(out);
+        let a = client
+            .post(
+                &format!("/v1/share-groups/{group}/acks"),
+                &json!({ "accept": ids }),
+            )
+            .await?;
+        accepted += a["applied"].as_u64().unwrap_or(0);
+    }
+    Ok(())
 }
