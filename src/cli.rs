@@ -330,6 +330,11 @@ pub struct CompactorTuning {
     /// this many bytes (0: never merge).
     #[arg(long, env = "SILT_MERGE_TARGET_BYTES", default_value_t = 64 << 20)]
     pub merge_target_bytes: usize,
+    /// The SQLite file of the Iceberg SQL catalog that topics with
+    /// `archive.iceberg` are committed to (pyiceberg's `SqlCatalog` and
+    /// Iceberg's JDBC catalog read it). `silt dev`: <data-dir>/iceberg.db.
+    #[arg(long, env = "SILT_ICEBERG_CATALOG")]
+    pub iceberg_catalog: Option<PathBuf>,
 }
 
 impl CompactorTuning {
@@ -344,6 +349,7 @@ impl CompactorTuning {
             archive: self.archive,
             archive_file_records: self.archive_file_records.max(1),
             merge_target_bytes: self.merge_target_bytes,
+            iceberg_catalog: self.iceberg_catalog.clone(),
             ..silt_compactor::CompactorConfig::default()
         })
     }

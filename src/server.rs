@@ -36,7 +36,7 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
         &metadata,
         listeners,
         &a.tuning,
-        Some(a.compactor.config()?),
+        Some(compactor_config(&a.compactor, &dir)?),
     )
     .await
 }
@@ -87,6 +87,19 @@ async fn bind_kafka(listen: KafkaListen) -> anyhow::Result<Option<TcpListener>> 
     }
 }
 
+/// The compactor's configuration for a data directory: its Iceberg
+/// catalog is `<dir>/iceberg.db` unless told otherwise.
+fn compactor_config(
+    t: &crate::cli::CompactorTuning,
+    dir: &std::path::Path,
+) -> anyhow::Result<CompactorConfig> {
+    let mut config = t.config()?;
+    config
+        .iceberg_catalog
+        .get_or_insert_with(|| dir.join("iceberg.db"));
+    Ok(config)
+}
+
 /// `silt compactor`: runs until SIGTERM/ctrl-c, then gives its lease up;
 /// with `--once`, runs every job once and prints what it did.
 pub async fn compactor(a: CompactorArgs) -> anyhow::Result<()> {
@@ -94,7 +107,11 @@ pub async fn compactor(a: CompactorArgs) -> anyhow::Result<()> {
     let (storage, md) = open(&objects, &metadata, Bounds::default())?;
     let mut registry = Registry::default();
     let metrics = CompactorMetrics::new(&mut registry);
-    let compactor = new_compactor(a.tuning.config()?, md, storage, metrics, a.holder_id);
+    let config = match &a.data_dir {
+        Some(dir) => compactor_config(&a.tuning, &std::fs::canonicalize(dir)?)?,
+        None => a.tuning.config()?,
+    };
+    let compactor = new_compactor(config, md, storage, metrics, a.holder_id);
     if a.once {
         let report = compactor.run_once().await?;
         #[allow(clippy::print_stdout)]

@@ -6,7 +6,8 @@
 //! **expiry** of metadata keys whose time to live ended (idempotency keys,
 //! idle producers, GC fences), found by a range read of the `Expiry` index,
 //! never by a scan, the **Parquet archive** ([`archive`]), **merging** small
-//! segments into per-partition ones, **retention** by
+//! segments into per-partition ones, **Iceberg** commits of archive files
+//! ([`iceberg`], per topic, optional), **retention** by
 //! time and bytes, and **reclamation** of deleted topics and unreferenced
 //! objects.
 //!
@@ -22,6 +23,7 @@
 //! not all of history.
 
 pub mod archive;
+pub mod iceberg;
 mod merge;
 mod metrics;
 mod reclaim;
@@ -61,6 +63,9 @@ pub struct CompactorConfig {
     /// about this size (0: never merge). Bigger means fewer GETs for a
     /// catch-up read, and more rewriting.
     pub merge_target_bytes: usize,
+    /// The SQLite file of the Iceberg SQL catalog that topics with
+    /// `archive.iceberg` are committed to (`None`: no Iceberg tables).
+    pub iceberg_catalog: Option<std::path::PathBuf>,
 }
 
 impl Default for CompactorConfig {
@@ -72,6 +77,7 @@ impl Default for CompactorConfig {
             archive_file_records: 1_000_000,
             archive_file_bytes: 128 << 20,
             merge_target_bytes: 64 << 20,
+            iceberg_catalog: None,
         }
     }
 }
@@ -119,6 +125,7 @@ pub struct TickReport {
     /// Metadata keys deleted because their time to live ended.
     pub expired: usize,
     pub archive: archive::ArchiveReport,
+    pub iceberg: iceberg::IcebergReport,
     pub merge: merge::MergeReport,
     pub retention: retention::RetentionReport,
     pub reclaim: reclaim::ReclaimReport,
@@ -147,6 +154,8 @@ pub struct Compactor {
     holder: u64,
     now_ms: Clock,
     metrics: CompactorMetrics,
+    /// The Iceberg catalog, opened on first use.
+    iceberg: tokio::sync::OnceCell<iceberg::Iceberg>,
 }
 
 impl std::fmt::Debug for Compactor {
@@ -181,6 +190,7 @@ impl Compactor {
             holder,
             now_ms,
             metrics,
+            iceberg: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -280,6 +290,17 @@ impl Compactor {
         } else {
             archive::ArchiveReport::default()
         };
+        let iceberg = if self.config.archive {
+            settle(
+                "iceberg",
+                self.publish_iceberg()
+                    .instrument(tracing::info_span!("iceberg"))
+                    .await,
+                &mut failed,
+            )
+        } else {
+            iceberg::IcebergReport::default()
+        };
         let merge = if self.config.merge_target_bytes > 0 {
             settle(
                 "merge",
@@ -307,6 +328,7 @@ impl Compactor {
             gc,
             expired,
             archive,
+            iceberg,
             merge,
             retention,
             reclaim,

@@ -50,6 +50,18 @@ impl Compactor {
                     report.archive_files += 1;
                 }
             }
+            // Its Iceberg table, if it had one: metadata files, then the
+            // catalog entry (files first: a crash leaves a table to drop,
+            // never files nobody knows of).
+            for f in self
+                .storage
+                .list(&format!("iceberg/{}-{}/", topic.name, topic.id))
+                .await?
+            {
+                self.storage.delete(&f.key).await?;
+                report.archive_files += 1;
+            }
+            self.drop_iceberg_table(&topic.name, topic.id).await?;
             self.md.finish_reclaim(topic.id).await?;
             tracing::info!(topic = %topic.name, id = topic.id, "deleted topic reclaimed");
         }

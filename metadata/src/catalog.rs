@@ -168,6 +168,7 @@ impl Metadata {
         nonce: u64,
     ) -> Result<TopicInfo> {
         validate_topic_name(name)?;
+        config.validate()?;
         if partitions == 0 || partitions > MAX_PARTITIONS {
             return Err(Error::Invalid(format!(
                 "partitions must be between 1 and {MAX_PARTITIONS}"

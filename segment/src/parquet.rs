@@ -26,33 +26,65 @@ use parquet::schema::types::ColumnPath;
 
 use crate::{Header, Record};
 
+/// Field ids of the archive's columns (Parquet `field_id`, as Iceberg
+/// readers match columns): stable, never reused. They are the ids Iceberg
+/// assigns the archive's table schema (top-level fields first, in order,
+/// then nested ones), so a table created from that schema keeps them.
+pub mod field_ids {
+    pub const OFFSET: i32 = 1;
+    pub const TIMESTAMP: i32 = 2;
+    pub const KEY: i32 = 3;
+    pub const VALUE: i32 = 4;
+    pub const HEADERS: i32 = 5;
+    /// Only in Iceberg tables, from the partition spec (never in files).
+    pub const PARTITION: i32 = 6;
+    pub const HEADER: i32 = 7;
+    pub const HEADER_KEY: i32 = 8;
+    pub const HEADER_VALUE: i32 = 9;
+}
+
+fn field(name: &str, t: DataType, nullable: bool, id: i32) -> Field {
+    let ids = std::collections::HashMap::from([(
+        parquet::arrow::PARQUET_FIELD_ID_META_KEY.to_owned(),
+        id.to_string(),
+    )]);
+    Field::new(name, t, nullable).with_metadata(ids)
+}
+
 fn header_fields() -> Fields {
     Fields::from(vec![
-        Field::new("key", DataType::Utf8, false),
-        Field::new("value", DataType::Binary, true),
+        field("key", DataType::Utf8, false, field_ids::HEADER_KEY),
+        field("value", DataType::Binary, true, field_ids::HEADER_VALUE),
     ])
 }
 
 fn header_item() -> Arc<Field> {
-    Arc::new(Field::new(
+    Arc::new(field(
         "element",
         DataType::Struct(header_fields()),
         false,
+        field_ids::HEADER,
     ))
 }
 
 /// The archive's Arrow schema.
 pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new("offset", DataType::Int64, false),
-        Field::new(
+        field("offset", DataType::Int64, false, field_ids::OFFSET),
+        field(
             "timestamp",
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             false,
+            field_ids::TIMESTAMP,
         ),
-        Field::new("key", DataType::Binary, true),
-        Field::new("value", DataType::Binary, true),
-        Field::new("headers", DataType::List(header_item()), false),
+        field("key", DataType::Binary, true, field_ids::KEY),
+        field("value", DataType::Binary, true, field_ids::VALUE),
+        field(
+            "headers",
+            DataType::List(header_item()),
+            false,
+            field_ids::HEADERS,
+        ),
     ]))
 }
 
@@ -374,21 +406,48 @@ pub fn footer_len(tail: &[u8]) -> Result<usize, ParquetError> {
 /// The newest record timestamp (ms) of an archive file, from its footer
 /// metadata's statistics; `None` for an empty file.
 pub fn max_timestamp_ms(footer: &[u8]) -> Result<Option<i64>, ParquetError> {
-    use parquet::file::metadata::ParquetMetaDataReader;
-    use parquet::file::statistics::Statistics;
-    let meta = ParquetMetaDataReader::decode_metadata(footer)?;
-    let mut max: Option<i64> = None;
-    for rg in meta.row_groups() {
-        match rg.column(1).statistics() {
-            Some(Statistics::Int64(s)) => {
-                if let Some(&m) = s.max_opt() {
-                    max = Some(max.map_or(m, |x| x.max(m)));
+    Ok(FooterSummary::decode(footer)?
+        .timestamps_us
+        .map(|(_, max)| max.div_euclid(1000)))
+}
+
+/// What an archive file's footer says about its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FooterSummary {
+    pub rows: u64,
+    /// Smallest and largest offset.
+    pub offsets: Option<(i64, i64)>,
+    /// Smallest and largest timestamp, microseconds.
+    pub timestamps_us: Option<(i64, i64)>,
+}
+
+impl FooterSummary {
+    /// From footer metadata (the bytes before the last 8 of the file).
+    pub fn decode(footer: &[u8]) -> Result<Self, ParquetError> {
+        use parquet::file::metadata::ParquetMetaDataReader;
+        use parquet::file::statistics::Statistics;
+        let meta = ParquetMetaDataReader::decode_metadata(footer)?;
+        let widen = |acc: Option<(i64, i64)>, s: Option<&Statistics>| match s {
+            Some(Statistics::Int64(s)) => Ok(match (s.min_opt(), s.max_opt()) {
+                (Some(&lo), Some(&hi)) => {
+                    Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))))
                 }
-            }
-            _ => return Err(general("timestamp statistics missing")),
+                _ => acc,
+            }),
+            _ => Err(general("offset or timestamp statistics missing")),
+        };
+        let mut out = FooterSummary {
+            rows: 0,
+            offsets: None,
+            timestamps_us: None,
+        };
+        for rg in meta.row_groups() {
+            out.rows += u64::try_from(rg.num_rows()).unwrap_or(0);
+            out.offsets = widen(out.offsets, rg.column(0).statistics())?;
+            out.timestamps_us = widen(out.timestamps_us, rg.column(1).statistics())?;
         }
+        Ok(out)
     }
-    Ok(max.map(|us| us.div_euclid(1000)))
 }
 
 #[cfg(test)]
@@ -414,6 +473,13 @@ mod footer_tests {
         let n = footer_len(&file[file.len() - 8..]).unwrap();
         let footer = &file[file.len() - 8 - n..file.len() - 8];
         assert_eq!(max_timestamp_ms(footer).unwrap(), Some(1_700_000_000_009));
+        let summary = FooterSummary::decode(footer).unwrap();
+        assert_eq!(summary.rows, 3);
+        assert_eq!(summary.offsets, Some((0, 2)));
+        assert_eq!(
+            summary.timestamps_us,
+            Some((1_700_000_000_005_000, 1_700_000_000_009_000))
+        );
         assert!(footer_len(b"12345678").is_err());
     }
 }

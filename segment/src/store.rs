@@ -195,6 +195,42 @@ impl ObjectStorage {
             .await
     }
 
+    /// Reads a whole object.
+    pub async fn get(&self, key: &str) -> Result<Bytes> {
+        self.bounded("get", async {
+            self.inner.get(&self.path(key)).await?.bytes().await
+        })
+        .await
+    }
+
+    /// An object's size; `None` if there is no such object.
+    pub async fn head(&self, key: &str) -> Result<Option<u64>> {
+        self.bounded("head", async {
+            match self.inner.head(&self.path(key)).await {
+                Ok(meta) => Ok(Some(meta.size)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// Where an object lives, as other tools name it: `file:///dir/key`,
+    /// `s3://bucket/prefix/key`, `memory:///key` (the store's URL without
+    /// its query, then the key).
+    pub fn location(&self, key: &str) -> String {
+        let base = self.url.split('?').next().unwrap_or_default();
+        format!("{}/{key}", base.trim_end_matches('/'))
+    }
+
+    /// The key of a [`ObjectStorage::location`] of this store.
+    pub fn key_of<'a>(&self, location: &'a str) -> Option<&'a str> {
+        let base = self.url.split('?').next().unwrap_or_default();
+        location
+            .strip_prefix(base.trim_end_matches('/'))?
+            .strip_prefix('/')
+    }
+
     /// Deletes an object; deleting a missing object is not an error.
     pub async fn delete(&self, key: &str) -> Result<()> {
         self.bounded("delete", async {
@@ -274,6 +310,18 @@ mod tests {
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].key, "segments/a");
         assert_eq!(listed[0].size, 11);
+        assert_eq!(
+            s.get("segments/a").await.unwrap(),
+            Bytes::from_static(b"hello world")
+        );
+        assert_eq!(s.head("segments/a").await.unwrap(), Some(11));
+        assert_eq!(s.head("segments/b").await.unwrap(), None);
+        let at = s.location("segments/a");
+        assert!(
+            at.starts_with("file:///") && at.ends_with("/segments/a"),
+            "{at}"
+        );
+        assert_eq!(s.key_of(&at), Some("segments/a"));
         s.delete("segments/a").await.unwrap();
         s.delete("segments/a").await.unwrap();
         assert!(s.list("segments").await.unwrap().is_empty());

@@ -1,6 +1,7 @@
-"""A `silt dev` directory with known records, archived by `silt compactor --once`.
+"""A `silt dev` directory with known records, archived by `silt compactor --once`
+(and committed to the topic's Iceberg table in the directory's catalog).
 
-Both readers (DuckDB and PySpark) must see exactly what the producer sent:
+Every reader (DuckDB, PySpark, pyiceberg) must see exactly what the producer sent:
 the count, dense offsets per partition, and the sum of a hash of each value.
 """
 
@@ -50,7 +51,8 @@ def archive(tmp_path_factory):
     )
     try:
         url = dev.stdout.readline().decode().strip().removeprefix("silt listening on ")
-        post(f"{url}/v1/topics", {"name": TOPIC, "partitions": PARTITIONS})
+        post(f"{url}/v1/topics", {"name": TOPIC, "partitions": PARTITIONS,
+                                  "config": {"archive.iceberg": True}})
         sent = []
         for start in range(0, RECORDS, 500):
             batch = [{"key": f"user-{i % 97}", "value": f"click {i} " + "x" * (i % 50)}
@@ -67,6 +69,7 @@ def archive(tmp_path_factory):
     )
     assert f"records: {RECORDS}" in out.stdout, out.stdout
     return {
+        "data": data,
         "root": data / "objects" / "archive",
         "count": len(sent),
         "hash_sum": sum(value_hash(v) for _, _, v in sent),

@@ -63,6 +63,24 @@ pub struct TopicConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub archive_retention_ms: Option<u64>,
+    /// Also commit each archive file to the Iceberg table `silt.<topic>`
+    /// of the compactor's SQL catalog. Incompatible with
+    /// `archive.retention_ms` (the table would point at deleted files).
+    #[serde(rename = "archive.iceberg", skip_serializing_if = "std::ops::Not::not")]
+    pub archive_iceberg: bool,
+}
+
+impl TopicConfig {
+    /// Refuses settings that contradict each other.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.archive_iceberg && self.archive_retention_ms.is_some() {
+            return Err(Error::Invalid(
+                "archive.iceberg keeps every archive file: it cannot have archive.retention_ms"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Value of `Topic(id)`.
@@ -418,6 +436,16 @@ impl LeaseRecord {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn iceberg_topics_keep_their_archive() {
+        let config: TopicConfig =
+            serde_json::from_str(r#"{"archive.iceberg": true, "archive.retention_ms": 5}"#)
+                .unwrap();
+        assert!(matches!(config.validate(), Err(Error::Invalid(_))));
+        let ok: TopicConfig = serde_json::from_str(r#"{"archive.iceberg": true}"#).unwrap();
+        assert!(ok.archive_iceberg && ok.validate().is_ok());
+    }
 
     proptest! {
         #[test]
