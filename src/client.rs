@@ -1,6 +1,7 @@
 //! Client commands: thin wrappers over the HTTP API.
 
 use std::io::{BufRead, Write};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -133,40 +134,94 @@ pub struct ProduceArgs {
     /// Lines per request.
     #[arg(long, default_value_t = 500)]
     pub batch: usize,
+    /// Requests in flight at once, at most one per partition (so each
+    /// partition's records keep the order of the input).
+    #[arg(long, default_value_t = 8)]
+    pub in_flight: usize,
     #[command(flatten)]
     pub client: ClientArgs,
 }
 
+/// `silt produce`: lines from stdin, routed to partitions here (by key with
+/// Kafka's murmur2, as the agent would; unkeyed lines round-robin by
+/// batch) so that several requests are in flight at once while each
+/// partition has at most one: every partition's records are appended in
+/// input order.
 pub async fn produce(a: ProduceArgs) -> anyhow::Result<()> {
+    use silt_agent::partitioner::partition_for_key;
     let client = Client::new(&a.client.url);
-    let path = match a.partition {
-        Some(p) => format!("/v1/topics/{}/partitions/{p}/records", a.topic),
-        None => format!("/v1/topics/{}/records", a.topic),
+    let partitions = match a.partition {
+        Some(_) => 1,
+        None => {
+            let t = client.get(&format!("/v1/topics/{}", a.topic)).await?;
+            u32::try_from(t["partitions"].as_u64().unwrap_or(1))
+                .unwrap_or(1)
+                .max(1)
+        }
     };
-    let stdin = std::io::stdin();
-    let mut batch = Vec::new();
-    let mut total = 0usize;
-    let mut lines = stdin.lock().lines();
-    loop {
-        let line = lines.next().transpose()?;
-        if let Some(line) = &line {
-            let rec = match a.key_separator.as_deref().and_then(|s| line.split_once(s)) {
-                Some((k, v)) => json!({"key": k, "value": v}),
-                None => json!({"value": line}),
-            };
-            batch.push(rec);
-        }
-        if !batch.is_empty() && (batch.len() >= a.batch || line.is_none()) {
-            let n = batch.len();
-            client
-                .post(&path, &json!({"records": std::mem::take(&mut batch)}))
-                .await?;
-            total += n;
-        }
-        if line.is_none() {
-            break;
-        }
+    let batch_size = a.batch.clamp(1, 10_000);
+    let permits = Arc::new(tokio::sync::Semaphore::new(a.in_flight.max(1)));
+    // One sender task per partition, fed batches in input order.
+    let mut senders = Vec::with_capacity(partitions as usize);
+    let mut tasks = Vec::with_capacity(partitions as usize);
+    for i in 0..partitions {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Value>>(2);
+        let path = match a.partition {
+            Some(p) => format!("/v1/topics/{}/partitions/{p}/records", a.topic),
+            None => format!("/v1/topics/{}/partitions/{i}/records", a.topic),
+        };
+        let (client, permits) = (client.clone(), permits.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sent = 0usize;
+            while let Some(records) = rx.recv().await {
+                let _permit = permits.acquire().await?;
+                sent += records.len();
+                client.post(&path, &json!({ "records": records })).await?;
+            }
+            Ok::<_, anyhow::Error>(sent)
+        }));
+        senders.push(tx);
     }
+    // Reading stdin blocks: on its own thread, handing batches over.
+    let (key_separator, fixed) = (a.key_separator.clone(), a.partition.is_some());
+    let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut buffers: Vec<Vec<Value>> = vec![Vec::new(); partitions as usize];
+        let mut round_robin = 0u32;
+        for line in std::io::stdin().lock().lines() {
+            let line = line?;
+            let (p, rec) = match key_separator.as_deref().and_then(|s| line.split_once(s)) {
+                Some((k, v)) if !fixed => (
+                    partition_for_key(k.as_bytes(), partitions),
+                    json!({"key": k, "value": v}),
+                ),
+                Some((k, v)) => (0, json!({"key": k, "value": v})),
+                None => (round_robin, json!({ "value": line })),
+            };
+            let buf = &mut buffers[p as usize];
+            buf.push(rec);
+            if buf.len() >= batch_size {
+                let full = std::mem::take(buf);
+                if p == round_robin {
+                    round_robin = (round_robin + 1) % partitions;
+                }
+                if senders[p as usize].blocking_send(full).is_err() {
+                    return Ok(()); // that sender failed: its error is reported
+                }
+            }
+        }
+        for (p, buf) in buffers.into_iter().enumerate() {
+            if !buf.is_empty() && senders[p].blocking_send(buf).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    });
+    let read = reader.await?;
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    read?;
     tracing::info!(records = total, topic = %a.topic, "produced");
     Ok(())
 }

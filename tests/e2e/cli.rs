@@ -45,12 +45,14 @@ async fn topics_produce_consume_commands() {
         None,
     );
     assert!(created.contains("\"compression\": \"zstd\""), "{created}");
-    let lines: String = (0..300)
+    // 200,000 keyed lines, several requests in flight (one per partition).
+    const N: u32 = 200_000;
+    let lines: String = (0..N)
         .map(|i| format!("user-{}:event {i}\n", i % 7))
         .collect();
     silt(
         &url,
-        &["produce", "cli", "--key-separator", ":", "--batch", "64"],
+        &["produce", "cli", "--key-separator", ":", "--in-flight", "4"],
         Some(&lines),
     );
     let described: serde_json::Value =
@@ -61,7 +63,7 @@ async fn topics_produce_consume_commands() {
         .iter()
         .map(|p| p["high_watermark"].as_u64().unwrap())
         .sum();
-    assert_eq!(total, 300);
+    assert_eq!(total, u64::from(N));
     let out = silt(
         &url,
         &[
@@ -74,7 +76,7 @@ async fn topics_produce_consume_commands() {
         None,
     );
     let mut got: Vec<&str> = out.lines().collect();
-    assert_eq!(got.len(), 300);
+    assert_eq!(got.len(), N as usize);
     // Per key, events keep the order they were produced in.
     for k in 0..7 {
         let key = format!("user-{k}\t");
@@ -87,11 +89,11 @@ async fn topics_produce_consume_commands() {
             events.windows(2).all(|w| w[0] < w[1]),
             "key {k}: {events:?}"
         );
-        assert_eq!(events.len(), (0..300).filter(|i| i % 7 == k).count());
+        assert_eq!(events.len(), (0..N).filter(|i| i % 7 == k).count());
     }
     got.sort();
     got.dedup();
-    assert_eq!(got.len(), 300, "no duplicates");
+    assert_eq!(got.len(), N as usize, "no duplicates");
     let one = silt(
         &url,
         &[
