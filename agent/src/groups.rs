@@ -266,13 +266,47 @@ impl Agent {
         Ok(())
     }
 
-    /// Commits offsets, fenced by generation and ownership.
+    /// Commits offsets, fenced by generation and ownership; then exports
+    /// the group's lag on those partitions (`silt_group_lag_records`).
     pub async fn commit_offsets(&self, c: GroupCommit) -> Result<()> {
+        let names: std::collections::BTreeSet<String> =
+            c.offsets.iter().map(|o| o.topic.clone()).collect();
         let c = self.resolve_commit(c).await?;
         let now = self.inner.env.now_ms();
         self.inner.md.commit_offsets(&c, now).await?;
         self.inner.metrics.group_commits.inc();
+        self.export_lag(&c, names.into_iter()).await;
         Ok(())
+    }
+
+    /// Sets the lag gauges of the partitions a commit moved: high-watermark
+    /// minus committed offset, as of now. Best effort: a failed read only
+    /// leaves the gauge as it was.
+    async fn export_lag(&self, c: &OffsetCommit, topics: impl Iterator<Item = String>) {
+        for name in topics {
+            let Ok(t) = self.inner.topics.get(&name).await else {
+                continue;
+            };
+            let Ok(states) = self.inner.md.partition_states(t.id).await else {
+                continue;
+            };
+            for o in c.offsets.iter().filter(|o| o.topic_id == t.id) {
+                let Some(state) = states.get(o.partition as usize) else {
+                    continue;
+                };
+                let labels = vec![
+                    ("group".to_owned(), c.group.clone()),
+                    ("topic".to_owned(), name.clone()),
+                    ("partition".to_owned(), o.partition.to_string()),
+                ];
+                let lag = state.high_watermark.saturating_sub(o.offset);
+                self.inner
+                    .metrics
+                    .group_lag_records
+                    .get_or_create(&labels)
+                    .set(i64::try_from(lag).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     /// Topic names to ids, checking partitions exist.

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub group_commits: Counter,
     /// Retried requests answered from a stored answer instead of written again.
     pub produce_duplicates: Counter,
+    /// Per consumer group, topic and partition: high-watermark minus the
+    /// committed offset, set by each offset commit this agent carries out.
+    pub group_lag_records: Family<Vec<(String, String)>, Gauge>,
     /// Records leased to share-group workers (every delivery counts).
     pub share_deliveries: Counter,
     /// Share-group acknowledgements, by kind: `accept`, `release`,
@@ -76,6 +79,7 @@ impl Metrics {
             group_rebalances: Counter::default(),
             group_commits: Counter::default(),
             produce_duplicates: Counter::default(),
+            group_lag_records: Family::default(),
             share_deliveries: Counter::default(),
             share_acks: Family::default(),
             share_dead_letters: Counter::default(),
@@ -87,6 +91,11 @@ impl Metrics {
             share_oldest_unacked_ms: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("silt");
+        r.register(
+            "group_lag_records",
+            "Consumer-group lag (high-watermark minus committed offset) at its last commit here, per partition",
+            m.group_lag_records.clone(),
+        );
         r.register(
             "share_deliveries",
             "Records leased to share-group workers",

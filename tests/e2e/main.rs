@@ -14,5 +14,6 @@ mod kafka_compat;
 mod kafka_data;
 mod kafka_groups;
 mod multi_agent;
+mod observability;
 mod produce_consume;
 mod shares;
