@@ -64,6 +64,9 @@ pub enum Command {
     Consume(crate::client::ConsumeArgs),
     /// Measure produce and consume throughput and latency.
     Bench(crate::bench::BenchArgs),
+    /// A canary: produce a stamped record every interval, read it back, and
+    /// export availability and end-to-end latency as Prometheus metrics.
+    Probe(crate::probe::ProbeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -470,5 +473,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(a) => crate::client::produce(a).await,
         Command::Consume(a) => crate::client::consume(a).await,
         Command::Bench(a) => crate::bench::run(a).await,
+        Command::Probe(a) => crate::probe::run(a).await,
     }
 }

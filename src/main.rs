@@ -11,6 +11,7 @@ mod cli;
 mod client;
 mod faults;
 mod groups;
+mod probe;
 mod server;
 mod shares;
 

@@ -159,6 +159,18 @@ fn new_compactor(
 
 /// Serves `GET /metrics` (Prometheus text) for a process without the API.
 async fn serve_metrics(listen: std::net::SocketAddr, registry: Registry) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "metrics on /metrics");
+    serve_metrics_on(listener, registry).await
+}
+
+/// Serves `GET /metrics` on a bound listener.
+pub(crate) async fn serve_metrics_on(
+    listener: TcpListener,
+    registry: Registry,
+) -> anyhow::Result<()> {
     let registry = Arc::new(registry);
     let app = axum::Router::new().route(
         "/metrics",
@@ -176,10 +188,6 @@ async fn serve_metrics(listen: std::net::SocketAddr, registry: Registry) -> anyh
             }
         }),
     );
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    tracing::info!(addr = %listener.local_addr()?, "compactor metrics on /metrics");
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -15,5 +15,6 @@ mod kafka_data;
 mod kafka_groups;
 mod multi_agent;
 mod observability;
+mod probe;
 mod produce_consume;
 mod shares;
