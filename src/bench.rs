@@ -34,8 +34,10 @@ pub struct BenchArgs {
     /// against the local disk in the same run.
     #[arg(long, requires = "embedded")]
     pub object_store: Option<String>,
+    /// The topic to benchmark on (created if missing; phases add suffixes).
     #[arg(long, default_value = "bench")]
     pub topic: String,
+    /// Partitions of the topics the benchmark creates.
     #[arg(long, default_value_t = 6)]
     pub partitions: u32,
     /// Value size in bytes.

@@ -67,12 +67,16 @@ pub enum Command {
     /// A canary: produce a stamped record every interval, read it back, and
     /// export availability and end-to-end latency as Prometheus metrics.
     Probe(crate::probe::ProbeArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TopicsCommand {
+    /// Create a topic.
     Create {
         name: String,
+        /// Number of partitions (1 to 4,096).
         #[arg(long, default_value_t = 1)]
         partitions: u32,
         /// none, lz4 or zstd.
@@ -85,13 +89,12 @@ pub enum TopicsCommand {
         #[arg(long)]
         retention_bytes: Option<u64>,
     },
+    /// Every topic, with its partitions and configuration.
     List,
-    Describe {
-        name: String,
-    },
-    Delete {
-        name: String,
-    },
+    /// A topic's configuration and each partition's log start and high-watermark.
+    Describe { name: String },
+    /// Delete a topic (its storage is reclaimed in the background).
+    Delete { name: String },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -104,6 +107,9 @@ pub struct ClientArgs {
         global = true
     )]
     pub url: String,
+    /// Print JSON (as the API answers) instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -236,6 +242,8 @@ impl StoreArgs {
 pub struct AgentArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    /// HTTP address to listen on (port 0 picks a free port; the chosen
+    /// address is printed on stdout).
     #[arg(long, env = "SILT_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     /// Kafka protocol listener address (off unless given).
@@ -474,5 +482,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(a) => crate::client::consume(a).await,
         Command::Bench(a) => crate::bench::run(a).await,
         Command::Probe(a) => crate::probe::run(a).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "silt", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand says what it does, and every flag what it sets.
+    #[test]
+    fn every_subcommand_and_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let here = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{here}: no about"));
+                }
+                walk(sub, &here, missing);
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_long().is_some()
+                    && arg.get_help().is_none()
+                    && !["help", "version"].contains(&id)
+                {
+                    missing.push(format!("{path} --{id}: no help"));
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "silt", &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
     }
 }

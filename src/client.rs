@@ -8,6 +8,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use crate::cli::{ClientArgs, TopicsCommand};
+use crate::format::{RecordFormat, table};
 
 /// A JSON HTTP client that turns problem answers into readable errors.
 #[derive(Debug, Clone)]
@@ -79,6 +80,23 @@ pub fn print_json(v: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A topic's configuration in one line: `key=value` pairs.
+fn config_text(config: &Value) -> String {
+    config
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[allow(clippy::print_stdout)]
 pub async fn topics(c: &ClientArgs, cmd: TopicsCommand) -> anyhow::Result<()> {
     let client = Client::new(&c.url);
     let v = match cmd {
@@ -106,8 +124,59 @@ pub async fn topics(c: &ClientArgs, cmd: TopicsCommand) -> anyhow::Result<()> {
                 )
                 .await?
         }
-        TopicsCommand::List => client.get("/v1/topics").await?,
-        TopicsCommand::Describe { name } => client.get(&format!("/v1/topics/{name}")).await?,
+        TopicsCommand::List => {
+            let v = client.get("/v1/topics").await?;
+            if !c.json {
+                let rows: Vec<Vec<String>> = v["topics"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        vec![
+                            t["name"].as_str().unwrap_or_default().to_owned(),
+                            t["partitions"].to_string(),
+                            config_text(&t["config"]),
+                        ]
+                    })
+                    .collect();
+                table(&["TOPIC", "PARTITIONS", "CONFIG"], &rows);
+                return Ok(());
+            }
+            v
+        }
+        TopicsCommand::Describe { name } => {
+            let v = client.get(&format!("/v1/topics/{name}")).await?;
+            if !c.json {
+                println!(
+                    "topic {name}: {} partition(s); {}",
+                    v["partitions"],
+                    config_text(&v["config"])
+                );
+                let rows: Vec<Vec<String>> = v["partition_states"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        let (lo, hi) = (
+                            p["log_start_offset"].as_u64().unwrap_or(0),
+                            p["high_watermark"].as_u64().unwrap_or(0),
+                        );
+                        vec![
+                            p["partition"].to_string(),
+                            lo.to_string(),
+                            hi.to_string(),
+                            (hi - lo.min(hi)).to_string(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["PARTITION", "LOG START", "HIGH WATERMARK", "RECORDS"],
+                    &rows,
+                );
+                return Ok(());
+            }
+            v
+        }
         TopicsCommand::Delete { name } => {
             client
                 .send(
@@ -247,20 +316,26 @@ pub struct ConsumeArgs {
     /// Stop once caught up instead of waiting for new records.
     #[arg(long)]
     pub exit_at_end: bool,
-    /// Print `key<TAB>value`.
-    #[arg(long)]
+    /// Print `key<TAB>value` (the format `%k\t%s\n`).
+    #[arg(long, conflicts_with = "format")]
     pub print_key: bool,
+    /// Print each record by this kcat-style format: %t topic, %p partition,
+    /// %o offset, %T timestamp (ms), %k key, %K key length, %s value, %S
+    /// value length, %h headers (k=v,…), %%; escapes \n, \t, \\.
+    /// Default: the value and a newline. `--json` prints JSON lines instead.
+    #[arg(long, short = 'f')]
+    pub format: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
 
-pub fn print_record(out: &mut impl Write, r: &Value, print_key: bool) -> std::io::Result<()> {
-    let value = r["value"].as_str().unwrap_or("");
-    if print_key {
-        writeln!(out, "{}\t{value}", r["key"].as_str().unwrap_or(""))
-    } else {
-        writeln!(out, "{value}")
+/// How `silt consume` prints records, from its flags.
+pub fn record_format(a: &ConsumeArgs) -> anyhow::Result<RecordFormat> {
+    if a.client.json {
+        return Ok(RecordFormat::Json);
     }
+    let default = if a.print_key { "%k\t%s\n" } else { "%s\n" };
+    RecordFormat::parse(a.format.as_deref().unwrap_or(default))
 }
 
 pub async fn consume(a: ConsumeArgs) -> anyhow::Result<()> {
@@ -296,6 +371,7 @@ pub async fn consume(a: ConsumeArgs) -> anyhow::Result<()> {
     } else {
         0
     };
+    let format = record_format(&a)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     loop {
         let mut got = 0;
@@ -307,7 +383,7 @@ pub async fn consume(a: ConsumeArgs) -> anyhow::Result<()> {
                 ))
                 .await?;
             for r in v["records"].as_array().into_iter().flatten() {
-                print_record(&mut out, r, a.print_key)?;
+                format.print(&mut out, &a.topic, r)?;
                 got += 1;
             }
             *next = v["next_offset"].as_u64().unwrap_or(*next);

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::cli::ClientArgs;
-use crate::client::{Client, ConsumeArgs, print_json, print_record};
+use crate::client::{Client, ConsumeArgs, print_json, record_format};
 
 #[derive(Debug, Subcommand)]
 pub enum GroupsCommand {
@@ -108,6 +108,7 @@ fn next_offsets(records: &[Value]) -> Vec<Value> {
 /// group on the way out so its partitions move at once.
 pub async fn consume(a: ConsumeArgs, group: &str) -> anyhow::Result<()> {
     let client = Client::new(&a.client.url);
+    let format = record_format(&a)?;
     let mut m = join(&client, group, &a).await?;
     sync(&client, group, &a, &mut m).await?;
     let run = async {
@@ -137,7 +138,7 @@ pub async fn consume(a: ConsumeArgs, group: &str) -> anyhow::Result<()> {
                 continue;
             }
             for r in &records {
-                print_record(&mut out, r, a.print_key)?;
+                format.print(&mut out, &a.topic, r)?;
             }
             out.flush()?;
             let body = json!({"member_id": m.id, "generation": m.generation,

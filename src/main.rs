@@ -10,6 +10,7 @@ mod bench_shares;
 mod cli;
 mod client;
 mod faults;
+mod format;
 mod groups;
 mod probe;
 mod server;

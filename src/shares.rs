@@ -38,6 +38,7 @@ pub enum SharesCommand {
         /// Where dead letters go (default: `<first topic>.dlq`).
         #[arg(long)]
         dlq_topic: Option<String>,
+        /// `key`: one record per key at a time, in offset order.
         #[arg(long, value_enum, default_value_t = Ordering::None)]
         ordering: Ordering,
         /// Start at the end of the topics instead of their beginning.

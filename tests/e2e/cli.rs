@@ -56,7 +56,7 @@ async fn topics_produce_consume_commands() {
         Some(&lines),
     );
     let described: serde_json::Value =
-        serde_json::from_str(&silt(&url, &["topics", "describe", "cli"], None)).unwrap();
+        serde_json::from_str(&silt(&url, &["topics", "describe", "cli", "--json"], None)).unwrap();
     let total: u64 = described["partition_states"]
         .as_array()
         .unwrap()
@@ -113,9 +113,58 @@ async fn topics_produce_consume_commands() {
             .as_u64()
             .unwrap()
     );
-    assert!(silt(&url, &["topics", "list"], None).contains("\"cli\""));
+    assert!(silt(&url, &["topics", "list", "--json"], None).contains("\"cli\""));
+    // Tables by default: a header, then a row per topic or partition.
+    let listed = silt(&url, &["topics", "list"], None);
+    let mut rows = listed.lines();
+    assert!(rows.next().unwrap().starts_with("TOPIC"), "{listed}");
+    assert!(
+        rows.any(|r| r.starts_with("cli ") && r.contains("compression=zstd")),
+        "{listed}"
+    );
+    let described = silt(&url, &["topics", "describe", "cli"], None);
+    assert_eq!(described.lines().count(), 2 + 2, "{described}");
+    // kcat-style formats, and JSON lines.
+    let formatted = silt(
+        &url,
+        &[
+            "consume",
+            "cli",
+            "--partition",
+            "0",
+            "--offset",
+            "0",
+            "--exit-at-end",
+            "-f",
+            "%t %p %o %k=%s\\n",
+        ],
+        None,
+    );
+    let first = formatted.lines().next().unwrap();
+    assert!(first.starts_with("cli 0 0 user-"), "{first}");
+    let json = silt(
+        &url,
+        &[
+            "consume",
+            "cli",
+            "--partition",
+            "0",
+            "--offset",
+            "0",
+            "--exit-at-end",
+            "--json",
+        ],
+        None,
+    );
+    let record: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (record["topic"].as_str(), record["offset"].as_u64()),
+        (Some("cli"), Some(0))
+    );
+    let completions = silt(&url, &["completions", "bash"], None);
+    assert!(completions.contains("share-groups"), "bash completions");
     silt(&url, &["topics", "delete", "cli"], None);
-    assert!(!silt(&url, &["topics", "list"], None).contains("\"cli\""));
+    assert!(!silt(&url, &["topics", "list", "--json"], None).contains("\"cli\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
