@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::cli::Tuning;
 use crate::client::Client;
+use silt_segment::latency::LatencyModel;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -73,6 +74,10 @@ pub struct BenchArgs {
     /// same run, and metadata transactions per acked record.
     #[arg(long, conflicts_with_all = ["groups", "kafka"])]
     pub shares: bool,
+    /// With --embedded: put modelled S3 latency (log-normal first byte plus
+    /// bandwidth; see `silt_segment::latency`) in front of the store.
+    #[arg(long, value_enum, requires = "embedded")]
+    pub s3_model: Option<S3Model>,
     /// Measure commit contention instead: 1 to 128 simulated agents commit
     /// segments to 8, 256 and 4,096 partitions on the simulated
     /// FoundationDB (no object store, no HTTP), --duration-secs per cell.
@@ -89,6 +94,15 @@ pub struct BenchArgs {
     pub sim_read_us: u64,
     #[command(flatten)]
     pub tuning: Tuning,
+}
+
+/// Which S3 latency `--s3-model` puts in front of the store.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum S3Model {
+    /// S3 Standard: PUT p50 25 ms, p99 150 ms; GET p50 15 ms, p99 80 ms.
+    Standard,
+    /// S3 Express One Zone: PUT p50 5 ms, p99 15 ms; GET p50 3 ms, p99 10 ms.
+    Express,
 }
 
 pub fn histogram() -> Histogram<u64> {
@@ -252,6 +266,11 @@ impl Target {
         };
         let meta = format!("sqlite://{}", dir.join("meta.db").display());
         let (storage, md) = crate::server::open(objects.as_str(), &meta, Default::default())?;
+        let storage = match a.s3_model {
+            Some(S3Model::Standard) => storage.with_latency(LatencyModel::s3_standard(), 7),
+            Some(S3Model::Express) => storage.with_latency(LatencyModel::s3_express(), 7),
+            None => storage,
+        };
         let state = crate::server::build(storage, md.clone(), &a.tuning)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

@@ -430,6 +430,12 @@ pub struct Tuning {
         default_value_t = 30_000
     )]
     pub object_store_call_timeout_ms: u64,
+    /// Hedge segment PUTs: one still running after this long is sent again,
+    /// and the first to finish wins (segments are immutable). Cuts the tail
+    /// S3 adds; costs a PUT per hedge. Off unless given; on S3 Standard
+    /// about its p90 (~60 ms) is a good start.
+    #[arg(long, env = "SILT_HEDGE_PUTS_AFTER_MS")]
+    pub hedge_puts_after_ms: Option<u64>,
 }
 
 impl Tuning {

@@ -232,6 +232,10 @@ fn build_with(
     tuning: &Tuning,
     mut registry: Registry,
 ) -> anyhow::Result<AppState> {
+    let storage = match tuning.hedge_puts_after_ms {
+        Some(ms) => storage.with_hedged_puts(Duration::from_millis(ms.max(1))),
+        None => storage,
+    };
     let env = crate::faults::env();
     let metrics = Metrics::new(&mut registry);
     registry

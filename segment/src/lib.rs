@@ -17,6 +17,7 @@
 pub mod batch;
 pub mod compression;
 mod error;
+pub mod latency;
 #[cfg(feature = "parquet")]
 pub mod parquet;
 pub mod produced;

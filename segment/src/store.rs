@@ -41,6 +41,10 @@ pub struct ObjectStorage {
     prefix: Path,
     url: Arc<str>,
     bounds: Bounds,
+    /// A PUT still running after this long is sent again, and the first to
+    /// finish wins (objects are immutable, so both write the same bytes):
+    /// one slow request no longer sets the tail latency.
+    hedge_after: Option<Duration>,
 }
 
 /// Time bounds on object-store calls.
@@ -98,6 +102,7 @@ impl ObjectStorage {
                     prefix: Path::default(),
                     url: url.into(),
                     bounds,
+                    hedge_after: None,
                 })
             }
             "memory" => Ok(Self {
@@ -137,6 +142,7 @@ impl ObjectStorage {
                     prefix,
                     url: url.into(),
                     bounds,
+                    hedge_after: None,
                 })
             }
             other => Err(invalid(format!(
@@ -152,6 +158,7 @@ impl ObjectStorage {
             prefix: Path::default(),
             url: "memory://".into(),
             bounds: Bounds::default(),
+            hedge_after: None,
         }
     }
 
@@ -179,12 +186,46 @@ impl ObjectStorage {
         self.prefix.parts().chain(Path::from(key).parts()).collect()
     }
 
+    /// Puts that run longer than `after` are hedged (see `hedge_after`).
+    pub fn with_hedged_puts(mut self, after: Duration) -> Self {
+        self.hedge_after = Some(after);
+        self
+    }
+
+    /// The same store behind modelled latency (benchmarks only).
+    pub fn with_latency(mut self, model: crate::latency::LatencyModel, seed: u64) -> Self {
+        self.inner = Arc::new(crate::latency::LatencyStore::new(self.inner, model, seed));
+        self
+    }
+
     /// Writes an object whole. Returns once it is durable.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
-        self.bounded(
-            "put",
-            self.inner.put(&self.path(key), PutPayload::from(bytes)),
-        )
+        let path = self.path(key);
+        let first = self.inner.put(&path, PutPayload::from(bytes.clone()));
+        let Some(after) = self.hedge_after else {
+            self.bounded("put", first).await?;
+            return Ok(());
+        };
+        self.bounded("put", async {
+            tokio::pin!(first);
+            tokio::select! {
+                done = &mut first => return done,
+                () = tokio::time::sleep(after) => {}
+            }
+            let second = self.inner.put(&path, PutPayload::from(bytes));
+            tokio::pin!(second);
+            // The first success wins; a failure waits for the other.
+            tokio::select! {
+                done = &mut first => match done {
+                    Ok(r) => Ok(r),
+                    Err(_) => second.await,
+                },
+                done = &mut second => match done {
+                    Ok(r) => Ok(r),
+                    Err(_) => first.await,
+                },
+            }
+        })
         .await?;
         Ok(())
     }
@@ -348,6 +389,47 @@ mod tests {
         assert!(matches!(err, Error::Timeout { op: "get", .. }), "{err}");
         // Release the blocked reader thread so the runtime can shut down.
         let _ = std::fs::write(&fifo, b"done");
+    }
+
+    /// On S3 Standard's modelled latency (virtual time), hedging PUTs
+    /// after 60 ms cuts the tail: the p99 and the worst PUT get shorter.
+    #[tokio::test(start_paused = true)]
+    async fn hedged_puts_cut_the_tail() {
+        async fn latencies(s: &ObjectStorage) -> Vec<Duration> {
+            let mut out = Vec::new();
+            for i in 0..500 {
+                let t = tokio::time::Instant::now();
+                s.put(&format!("k{i}"), Bytes::from_static(b"x"))
+                    .await
+                    .unwrap();
+                out.push(t.elapsed());
+            }
+            out.sort();
+            out
+        }
+        let model = crate::latency::LatencyModel::s3_standard();
+        let plain = latencies(&ObjectStorage::memory().with_latency(model, 3)).await;
+        let hedged = ObjectStorage::memory()
+            .with_latency(model, 3)
+            .with_hedged_puts(Duration::from_millis(60));
+        let hedged = latencies(&hedged).await;
+        assert!(
+            hedged[494] < plain[494],
+            "p99 {:?} vs {:?}",
+            hedged[494],
+            plain[494]
+        );
+        assert!(
+            hedged[499] < plain[499],
+            "max {:?} vs {:?}",
+            hedged[499],
+            plain[499]
+        );
+        assert!(
+            hedged[494] < Duration::from_millis(150),
+            "{:?}",
+            hedged[494]
+        );
     }
 
     #[test]

@@ -106,6 +106,28 @@ impl SqliteCatalog {
         .await
     }
 
+    /// Adds a table's pointer; `TableAlreadyExists` if the name is taken.
+    async fn insert_table(&self, table: &TableIdent, location: String) -> Result<()> {
+        let (ns, t) = (namespace_key(table.namespace()), table.name().to_owned());
+        let inserted = self
+            .sql(move |db, cat| {
+                db.execute(
+                    "INSERT OR IGNORE INTO iceberg_tables
+                     (catalog_name, table_namespace, table_name, metadata_location, iceberg_type)
+                     VALUES (?1, ?2, ?3, ?4, 'TABLE')",
+                    params![cat, ns, t, location],
+                )
+            })
+            .await?;
+        if inserted == 0 {
+            return Err(Error::new(
+                ErrorKind::TableAlreadyExists,
+                format!("table {table} exists"),
+            ));
+        }
+        Ok(())
+    }
+
     fn table(&self, ident: TableIdent, metadata: TableMetadata, location: String) -> Result<Table> {
         Table::builder()
             .identifier(ident)
@@ -283,27 +305,7 @@ impl Catalog for SqliteCatalog {
             .metadata;
         let at = MetadataLocation::new_with_metadata(location, &metadata);
         metadata.write_to(&self.file_io, &at).await?;
-        let (ns, t, loc) = (
-            namespace_key(namespace),
-            ident.name().to_owned(),
-            at.to_string(),
-        );
-        let inserted = self
-            .sql(move |db, cat| {
-                db.execute(
-                    "INSERT OR IGNORE INTO iceberg_tables
-                     (catalog_name, table_namespace, table_name, metadata_location, iceberg_type)
-                     VALUES (?1, ?2, ?3, ?4, 'TABLE')",
-                    params![cat, ns, t, loc],
-                )
-            })
-            .await?;
-        if inserted == 0 {
-            return Err(Error::new(
-                ErrorKind::TableAlreadyExists,
-                format!("table {ident} was created meanwhile"),
-            ));
-        }
+        self.insert_table(&ident, at.to_string()).await?;
         self.table(ident, metadata, at.to_string())
     }
 
@@ -377,27 +379,7 @@ impl Catalog for SqliteCatalog {
 
     async fn register_table(&self, table: &TableIdent, metadata_location: String) -> Result<Table> {
         let metadata = TableMetadata::read_from(&self.file_io, &metadata_location).await?;
-        let (ns, t, loc) = (
-            namespace_key(table.namespace()),
-            table.name().to_owned(),
-            metadata_location.clone(),
-        );
-        let inserted = self
-            .sql(move |db, cat| {
-                db.execute(
-                    "INSERT OR IGNORE INTO iceberg_tables
-                     (catalog_name, table_namespace, table_name, metadata_location, iceberg_type)
-                     VALUES (?1, ?2, ?3, ?4, 'TABLE')",
-                    params![cat, ns, t, loc],
-                )
-            })
-            .await?;
-        if inserted == 0 {
-            return Err(Error::new(
-                ErrorKind::TableAlreadyExists,
-                format!("table {table} exists"),
-            ));
-        }
+        self.insert_table(table, metadata_location.clone()).await?;
         self.table(table.clone(), metadata, metadata_location)
     }
 
