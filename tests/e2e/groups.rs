@@ -11,21 +11,7 @@ use parking_lot::Mutex;
 use rand::RngExt;
 use serde_json::{Value, json};
 
-use crate::common::{Answer, Client, Silt, file_url, sqlite_url, tempdir};
-
-/// Two agents sharing metadata and objects.
-struct Cluster {
-    agents: Vec<Silt>,
-    _dir: tempfile::TempDir,
-}
-
-fn cluster() -> Cluster {
-    let dir = tempdir();
-    let objects = file_url(&dir.path().join("objects"));
-    let meta = sqlite_url(dir.path().join("meta.db"));
-    let agents = (0..2).map(|_| Silt::agent(&objects, &meta)).collect();
-    Cluster { agents, _dir: dir }
-}
+use crate::common::{Answer, Client, Cluster, Silt, cluster};
 
 /// A client that sends each request to the next agent in turn.
 #[derive(Clone)]

@@ -12,20 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::common::{Answer, Client, Silt, file_url, sqlite_url, tempdir};
-
-struct Cluster {
-    agents: Vec<Silt>,
-    _dir: tempfile::TempDir,
-}
-
-fn cluster() -> Cluster {
-    let dir = tempdir();
-    let objects = file_url(&dir.path().join("objects"));
-    let meta = sqlite_url(dir.path().join("meta.db"));
-    let agents = (0..2).map(|_| Silt::agent(&objects, &meta)).collect();
-    Cluster { agents, _dir: dir }
-}
+use crate::common::{Answer, Client, Cluster, Silt, cluster};
 
 /// Clients of the live agents; requests go to each in turn, and a request
 /// that finds an agent dead (or overloaded) is tried on the next.

@@ -314,3 +314,17 @@ pub fn file_url(dir: &Path) -> String {
 pub fn sqlite_url(path: PathBuf) -> String {
     format!("sqlite://{}", path.display())
 }
+
+/// Two agents sharing metadata (SQLite) and objects (a directory).
+pub struct Cluster {
+    pub agents: Vec<Silt>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn cluster() -> Cluster {
+    let dir = tempdir();
+    let objects = file_url(&dir.path().join("objects"));
+    let meta = sqlite_url(dir.path().join("meta.db"));
+    let agents = (0..2).map(|_| Silt::agent(&objects, &meta)).collect();
+    Cluster { agents, _dir: dir }
+}
