@@ -267,7 +267,8 @@ impl Agent {
     }
 
     /// Commits offsets, fenced by generation and ownership; then exports
-    /// the group's lag on those partitions (`silt_group_lag_records`).
+    /// the group's lag on those partitions (`silt_group_lag_records`) in
+    /// the background, so the commit's answer never waits for that read.
     pub async fn commit_offsets(&self, c: GroupCommit) -> Result<()> {
         let names: std::collections::BTreeSet<String> =
             c.offsets.iter().map(|o| o.topic.clone()).collect();
@@ -275,7 +276,8 @@ impl Agent {
         let now = self.inner.env.now_ms();
         self.inner.md.commit_offsets(&c, now).await?;
         self.inner.metrics.group_commits.inc();
-        self.export_lag(&c, names.into_iter()).await;
+        let agent = self.clone();
+        tokio::spawn(async move { agent.export_lag(&c, names.into_iter()).await });
         Ok(())
     }
 
