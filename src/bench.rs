@@ -19,6 +19,15 @@ use crate::cli::Tuning;
 use crate::client::Client;
 use silt_segment::latency::LatencyModel;
 
+/// How agents commit, for `--contention`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CommitDesign {
+    /// Every agent commits its own segments.
+    Direct,
+    /// Agents send their commits to one sequencer.
+    Sequenced,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Benchmark an agent started in this process (on loopback).
@@ -83,12 +92,24 @@ pub struct BenchArgs {
     /// FoundationDB (no object store, no HTTP), --duration-secs per cell.
     #[arg(long, conflicts_with_all = ["groups", "kafka", "embedded", "url"])]
     pub contention: bool,
+    /// --contention: the agent counts to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 16, 64, 128])]
+    pub contention_agents: Vec<usize>,
+    /// --contention: the partition counts to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = [8, 256, 4096])]
+    pub contention_partitions: Vec<u32>,
+    /// --contention: the commit designs to measure.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [CommitDesign::Direct, CommitDesign::Sequenced])]
+    pub contention_modes: Vec<CommitDesign>,
     /// --contention: partitions each segment holds a chunk for.
     #[arg(long, default_value_t = 32)]
     pub contention_chunks: usize,
     /// --contention: the simulated commit latency (FoundationDB: ~5 ms).
     #[arg(long, default_value_t = 5)]
     pub sim_commit_ms: u64,
+    /// --contention: the modelled network hop to the sequencer, each way.
+    #[arg(long, default_value_t = 500)]
+    pub sim_hop_us: u64,
     /// --contention: the simulated latency of a read version and a read.
     #[arg(long, default_value_t = 500)]
     pub sim_read_us: u64,

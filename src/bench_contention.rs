@@ -1,32 +1,152 @@
 //! `silt bench --contention`: how Silt's commit path scales on
-//! FoundationDB's concurrency, simulated (`silt_metadata::sim`): N agents
-//! each commit one segment per flush interval, each segment holding one
-//! chunk for each of K partitions drawn from P, with FoundationDB's commit
-//! latency. Every cell of the table reports commits per second (and as a
-//! share of what N uncontended agents would commit: N per interval), the
-//! retries per commit (conflicts), and p50/p99 commit latency, retries
-//! included.
+//! FoundationDB's concurrency, simulated (`silt_metadata::sim`).
 //!
-//! What it leaves out: the object-store PUT before each commit (it overlaps
-//! the previous commit in an agent) and the agent's CPU; it measures the
-//! metadata transactions alone.
+//! N agents each produce one *flush* per flush interval (open loop): 10
+//! records for each of K partitions drawn from P. An agent commits as the
+//! real one does with group commit: one commit at a time, in order, and
+//! every flush that became ready while the previous commit was in flight
+//! rides in the next segment (one chunk per partition). So a slow commit
+//! makes segments larger, not flushes fewer; what contention costs shows
+//! as flush latency (ready to committed), and, once commits cannot keep
+//! up at all, as flushes left uncommitted at the end.
+//!
+//! Each cell runs in two designs, in the same run: `direct`, every agent
+//! committing its own segments (the design before the sequencer), and
+//! `sequenced`, every agent sending its commits to one sequencer
+//! (`silt_agent::sequencer`, the code agents run) over a modelled network
+//! hop (`--sim-hop-us` each way; tokio's timer rounds it up to a
+//! millisecond, so the hop is pessimistic), committing directly if that
+//! fails, as agents do.
+//!
+//! Reported per cell: flushes committed per second and as a share of those
+//! produced, commits (segments) per second, retries per commit
+//! (conflicts), metadata transactions per second, and p50/p99 flush
+//! latency. It leaves out the object-store PUT before each commit and the
+//! agents' own CPU: it measures the metadata path alone.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::{Value, json};
+use silt_agent::sequencer::{Sequencer, SequencerLimits};
 use silt_metadata::runner::RetryPolicy;
 use silt_metadata::sim::{SimConfig, SimKv};
 use silt_metadata::{ChunkCommit, Metadata, SegmentCommit, TopicConfig};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use crate::bench::{BenchArgs, histogram, now_ms};
+use crate::bench::{BenchArgs, CommitDesign, histogram, now_ms};
 
-const AGENTS: [usize; 5] = [1, 4, 16, 64, 128];
-const PARTITIONS: [u32; 3] = [8, 256, 4096];
+/// One flush's worth of records, ready to commit.
+#[derive(Debug)]
+struct Flush {
+    ready: Instant,
+    partitions: Vec<u32>,
+}
+
+/// What one simulated agent got done.
+#[derive(Debug, Default)]
+struct AgentTally {
+    flushes: u64,
+    commits: u64,
+    failed: u64,
+}
+
+/// Shared by the agents of one cell.
+struct CellContext {
+    md: Arc<Metadata>,
+    sequencer: Option<Sequencer>,
+    hop: Duration,
+    topic_id: u64,
+    latencies: Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+/// The segment that carries `flushes`: one chunk per partition.
+fn segment_of(agent: usize, n: u64, topic_id: u64, flushes: &[Flush]) -> SegmentCommit {
+    let mut records: BTreeMap<u32, u32> = BTreeMap::new();
+    for f in flushes {
+        for &p in &f.partitions {
+            *records.entry(p).or_default() += 10;
+        }
+    }
+    let now = now_ms();
+    SegmentCommit {
+        segment_id: format!("{agent}-{n}"),
+        object: format!("segments/{agent}-{n}.seg"),
+        created_ms: now,
+        committed_ms: now,
+        chunks: records
+            .into_iter()
+            .enumerate()
+            .map(|(i, (p, count))| ChunkCommit {
+                topic_id,
+                partition: p,
+                byte_offset: 8 + 1000 * i as u64,
+                byte_len: 10 * count,
+                record_count: count,
+                max_timestamp: now,
+            })
+            .collect(),
+        units: Vec::new(),
+    }
+}
+
+/// Commits flushes as they come, group-commit style, until `deadline`
+/// (what is still queued then was not kept up with).
+async fn committer(
+    cx: Arc<CellContext>,
+    agent: usize,
+    mut rx: mpsc::UnboundedReceiver<Flush>,
+    deadline: tokio::time::Instant,
+) -> AgentTally {
+    let mut tally = AgentTally::default();
+    loop {
+        let first = tokio::select! {
+            f = rx.recv() => f,
+            () = tokio::time::sleep_until(deadline) => None,
+        };
+        let Some(first) = first else { break };
+        let mut flushes = vec![first];
+        while let Ok(f) = rx.try_recv() {
+            flushes.push(f);
+        }
+        let commit = segment_of(agent, tally.commits, cx.topic_id, &flushes);
+        let sequenced = match &cx.sequencer {
+            Some(s) => {
+                tokio::time::sleep(cx.hop).await;
+                let answer = s.commit(commit.clone()).await;
+                tokio::time::sleep(cx.hop).await;
+                answer.ok()
+            }
+            None => None,
+        };
+        let outcome = match sequenced {
+            Some(o) => Ok(o),
+            None => cx.md.commit_segment(&commit).await,
+        };
+        if outcome.is_err() {
+            tally.failed += 1;
+            continue;
+        }
+        tally.commits += 1;
+        tally.flushes += flushes.len() as u64;
+        let mut h = cx.latencies.lock();
+        for f in &flushes {
+            let _ = h.record((f.ready.elapsed().as_micros() as u64).max(1));
+        }
+    }
+    tally
+}
 
 /// One cell: N agents on P partitions.
-async fn cell(a: &BenchArgs, agents: usize, partitions: u32) -> anyhow::Result<Value> {
+async fn cell(
+    a: &BenchArgs,
+    mode: CommitDesign,
+    agents: usize,
+    partitions: u32,
+) -> anyhow::Result<Value> {
     let kv = Arc::new(SimKv::new(SimConfig {
         seed: 7,
         read_latency: Duration::from_micros(a.sim_read_us),
@@ -42,24 +162,36 @@ async fn cell(a: &BenchArgs, agents: usize, partitions: u32) -> anyhow::Result<V
     let topic = md
         .create_topic("t", partitions, TopicConfig::default(), now_ms(), 1)
         .await?;
+    let stop = CancellationToken::new();
+    let sequencer = (mode == CommitDesign::Sequenced)
+        .then(|| Sequencer::start(md.clone(), SequencerLimits::default(), None, stop.clone()));
+    let cx = Arc::new(CellContext {
+        md: md.clone(),
+        sequencer,
+        hop: Duration::from_micros(a.sim_hop_us),
+        topic_id: topic.id,
+        latencies: Mutex::new(histogram()),
+    });
     let interval = Duration::from_millis(a.tuning.flush_interval_ms.max(1));
-    let chunks = a.contention_chunks.min(partitions as usize).max(1);
-    let latencies = Arc::new(Mutex::new(histogram()));
-    let deadline = Instant::now() + Duration::from_secs(a.duration_secs);
-    let mut tasks = Vec::new();
+    let k = a.contention_chunks.min(partitions as usize).max(1);
+    let run_for = Duration::from_secs(a.duration_secs);
+    let mut committers = Vec::new();
+    let mut producers = Vec::new();
+    // Flushes still queued one interval after the last is produced were
+    // not kept up with.
+    let deadline = tokio::time::Instant::now() + run_for + interval;
     for agent in 0..agents {
-        let (md, latencies) = (md.clone(), latencies.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (tx, rx) = mpsc::unbounded_channel();
+        committers.push(tokio::spawn(committer(cx.clone(), agent, rx, deadline)));
+        producers.push(tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
             let mut x = (agent as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let mut n = 0u64;
-            let mut failed = 0u64;
-            while Instant::now() < deadline {
-                tick.tick().await;
-                // K distinct partitions, in order (a segment's chunk order).
-                let mut picked: Vec<u32> = Vec::with_capacity(chunks);
-                while picked.len() < chunks {
+            let mut produced = 0u64;
+            // Open loop: flush n is ready at n intervals, however commits go.
+            while start.elapsed() < run_for {
+                tokio::time::sleep_until(start + interval * produced as u32).await;
+                let mut picked: Vec<u32> = Vec::with_capacity(k);
+                while picked.len() < k {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
@@ -68,61 +200,49 @@ async fn cell(a: &BenchArgs, agents: usize, partitions: u32) -> anyhow::Result<V
                         picked.push(p);
                     }
                 }
-                picked.sort_unstable();
-                let now = now_ms();
-                let commit = SegmentCommit {
-                    segment_id: format!("{agent}-{n}"),
-                    object: format!("segments/{agent}-{n}.seg"),
-                    created_ms: now,
-                    committed_ms: now,
-                    chunks: picked
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &p)| ChunkCommit {
-                            topic_id: topic.id,
-                            partition: p,
-                            byte_offset: 8 + 100 * i as u64,
-                            byte_len: 100,
-                            record_count: 10,
-                            max_timestamp: now,
-                        })
-                        .collect(),
-                    units: Vec::new(),
-                };
-                let t = Instant::now();
-                match md.commit_segment(&commit).await {
-                    Ok(_) => {
-                        let us = t.elapsed().as_micros() as u64;
-                        let _ = latencies.lock().record(us.max(1));
-                        n += 1;
-                    }
-                    Err(_) => failed += 1,
+                let ready = Instant::now();
+                if tx
+                    .send(Flush {
+                        ready,
+                        partitions: picked,
+                    })
+                    .is_err()
+                {
+                    break;
                 }
+                produced += 1;
             }
-            (n, failed)
+            produced
         }));
     }
-    let (mut commits, mut failed) = (0, 0);
-    for t in tasks {
-        let (n, f) = t.await?;
-        commits += n;
-        failed += f;
+    let mut produced = 0;
+    for p in producers {
+        produced += p.await?;
     }
+    let mut tally = AgentTally::default();
+    for c in committers {
+        let t = c.await?;
+        tally.flushes += t.flushes;
+        tally.commits += t.commits;
+        tally.failed += t.failed;
+    }
+    stop.cancel();
     let stats = md
         .transaction_stats()
         .into_iter()
         .find(|(name, _)| *name == "commit_segment")
         .map(|(_, s)| s);
-    let retries = stats.map_or(0, |s| s.retries);
     let secs = a.duration_secs as f64;
-    let ideal = agents as f64 * secs / interval.as_secs_f64();
-    let h = latencies.lock();
+    let h = cx.latencies.lock();
     let row = json!({
-        "agents": agents, "partitions": partitions, "chunks_per_segment": chunks,
-        "commits_per_sec": commits as f64 / secs,
-        "of_uncontended": commits as f64 / ideal,
-        "retries_per_commit": retries as f64 / (commits.max(1)) as f64,
-        "failed": failed,
+        "mode": match mode { CommitDesign::Direct => "direct", CommitDesign::Sequenced => "sequenced" },
+        "agents": agents, "partitions": partitions, "chunks_per_flush": k,
+        "flushes_per_sec": tally.flushes as f64 / secs,
+        "of_produced": tally.flushes as f64 / produced.max(1) as f64,
+        "commits_per_sec": tally.commits as f64 / secs,
+        "retries_per_commit": stats.map_or(0, |s| s.retries) as f64 / tally.commits.max(1) as f64,
+        "transactions_per_sec": stats.map_or(0, |s| s.runs) as f64 / secs,
+        "failed": tally.failed,
         "p50_ms": h.value_at_quantile(0.5) as f64 / 1e3,
         "p99_ms": h.value_at_quantile(0.99) as f64 / 1e3,
     });
@@ -132,14 +252,16 @@ async fn cell(a: &BenchArgs, agents: usize, partitions: u32) -> anyhow::Result<V
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
-    for &p in &PARTITIONS {
-        for &n in &AGENTS {
-            rows.push(cell(&a, n, p).await?);
+    for &p in &a.contention_partitions {
+        for &n in &a.contention_agents {
+            for &mode in &a.contention_modes {
+                rows.push(cell(&a, mode, n, p).await?);
+            }
         }
     }
     let result = json!({
-        "config": {"commit_latency_ms": a.sim_commit_ms, "read_latency_us": a.sim_read_us,
-                   "flush_interval_ms": a.tuning.flush_interval_ms, "chunks_per_segment": a.contention_chunks,
+        "config": {"chunks_per_flush": a.contention_chunks, "commit_latency_ms": a.sim_commit_ms, "read_latency_us": a.sim_read_us, "hop_us": a.sim_hop_us,
+                   "flush_interval_ms": a.tuning.flush_interval_ms,
                    "seconds_per_cell": a.duration_secs},
         "cells": rows,
     });
@@ -154,17 +276,29 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
 fn report(r: &Value) {
     let f = |v: &Value, d| crate::bench::number(v, d);
     println!(
-        "{:>6} {:>10} {:>12} {:>14} {:>10} {:>9} {:>9}",
-        "agents", "partitions", "commits/s", "of uncontended", "retries", "p50 ms", "p99 ms"
+        "{:>10} {:>6} {:>10} {:>10} {:>11} {:>10} {:>8} {:>8} {:>8} {:>9}",
+        "mode",
+        "agents",
+        "partitions",
+        "flushes/s",
+        "of produced",
+        "commits/s",
+        "retries",
+        "txns/s",
+        "p50 ms",
+        "p99 ms"
     );
     for c in r["cells"].as_array().into_iter().flatten() {
         println!(
-            "{:>6} {:>10} {:>12} {:>14} {:>10} {:>9} {:>9}",
+            "{:>10} {:>6} {:>10} {:>10} {:>11} {:>10} {:>8} {:>8} {:>8} {:>9}",
+            c["mode"].as_str().unwrap_or("?"),
             c["agents"].as_u64().unwrap_or(0),
             c["partitions"].as_u64().unwrap_or(0),
+            f(&c["flushes_per_sec"], 0),
+            f(&c["of_produced"], 2),
             f(&c["commits_per_sec"], 0),
-            f(&c["of_uncontended"], 2),
             f(&c["retries_per_commit"], 2),
+            f(&c["transactions_per_sec"], 0),
             f(&c["p50_ms"], 1),
             f(&c["p99_ms"], 1)
         );

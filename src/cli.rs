@@ -249,6 +249,12 @@ pub struct AgentArgs {
     /// Kafka protocol listener address (off unless given).
     #[arg(long, env = "SILT_KAFKA_LISTEN")]
     pub kafka_listen: Option<String>,
+    /// The URL other agents reach this one's HTTP listener at (e.g.
+    /// http://10.0.1.7:8080), so it can serve as the commit sequencer; by
+    /// default the listen address unless it is a wildcard (then the agent
+    /// only follows a sequencer elsewhere).
+    #[arg(long, env = "SILT_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
@@ -379,6 +385,11 @@ pub struct Tuning {
     /// larger objects at light load, at the cost of latency).
     #[arg(long, env = "SILT_GROUP_COMMIT", default_value_t = true, action = clap::ArgAction::Set)]
     pub group_commit: bool,
+    /// Commit segments through one elected agent, many per metadata
+    /// transaction, so agents writing the same partitions do not conflict
+    /// (see docs/architecture.md). `false`: every agent commits its own.
+    #[arg(long, env = "SILT_SEQUENCER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sequencer: bool,
     /// Flush once this many bytes are buffered.
     #[arg(long, env = "SILT_FLUSH_BYTES", default_value_t = 8 << 20)]
     pub flush_bytes: usize,
@@ -456,6 +467,7 @@ impl Tuning {
         Ok(AgentConfig {
             flush_interval: Duration::from_millis(self.flush_interval_ms),
             group_commit: self.group_commit,
+            sequencer: self.sequencer,
             flush_bytes: self.flush_bytes,
             max_concurrent_flushes: self.max_concurrent_flushes.max(1),
             max_inflight_bytes: self.max_inflight_bytes,

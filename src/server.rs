@@ -28,6 +28,7 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     let metadata = format!("sqlite://{}", dir.join("meta.db").display());
     let listeners = Listeners {
         http: a.listen,
+        advertise: None,
         kafka: KafkaListen::parse(a.kafka_listen.as_deref(), Some(DEV_KAFKA))?,
         kafka_config: a.kafka.config()?,
     };
@@ -48,6 +49,7 @@ const DEV_KAFKA: std::net::SocketAddr =
 pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     let listeners = Listeners {
         http: a.listen,
+        advertise: a.advertise_url,
         kafka: KafkaListen::parse(a.kafka_listen.as_deref(), None)?,
         kafka_config: a.kafka.config()?,
     };
@@ -64,6 +66,9 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
 /// Where an agent listens.
 struct Listeners {
     http: std::net::SocketAddr,
+    /// How other agents reach this one's HTTP listener (for the commit
+    /// sequencer); by default the bound address unless it is a wildcard.
+    advertise: Option<String>,
     kafka: KafkaListen,
     kafka_config: silt_kafka::KafkaConfig,
 }
@@ -290,6 +295,16 @@ async fn serve(
         }
     }
     tracing::info!(%addr, objects, metadata, "serving");
+    let reachable = listeners
+        .advertise
+        .clone()
+        .or_else(|| (!addr.ip().is_unspecified()).then(|| format!("http://{addr}")));
+    if reachable.is_none() && tuning.sequencer {
+        tracing::info!(
+            "not standing for commit sequencer: the listener is a wildcard address (give --advertise-url)"
+        );
+    }
+    agent.join_sequencing(reachable);
     let stop = tokio_util::sync::CancellationToken::new();
     let kafka = kafka.map(|l| {
         tokio::spawn(silt_kafka::serve(

@@ -32,8 +32,7 @@ use std::sync::Arc;
 use silt_metadata::groups::OffsetCommit;
 use silt_metadata::values::MAX_CHUNKS_PER_SEGMENT;
 use silt_metadata::{
-    Answer, ChunkCommit, CommitOutcome, CommitUnit, Dedup, Metadata, Refusal, SegmentCommit,
-    UnitResult,
+    Answer, ChunkCommit, CommitOutcome, CommitUnit, Dedup, Refusal, SegmentCommit, UnitResult,
 };
 use silt_segment::produced::ProducedBatch;
 use silt_segment::segment::{ChunkInfo, SegmentWriter};
@@ -49,6 +48,7 @@ use crate::config::AgentConfig;
 use crate::env::Env;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
+use crate::sequencer::route::Commits;
 use crate::{Error, Result};
 
 /// Holds admitted bytes until the producer is answered.
@@ -231,7 +231,7 @@ impl Pending {
 #[derive(Debug)]
 pub(crate) struct FlushContext {
     pub config: AgentConfig,
-    pub md: Arc<Metadata>,
+    pub commits: Arc<Commits>,
     pub storage: ObjectStorage,
     pub env: Arc<dyn Env>,
     pub notifier: Arc<Notifier>,
@@ -415,7 +415,7 @@ async fn write_and_commit(
         units: units(pending),
     };
     let commit_start = Instant::now();
-    let outcome = ctx.md.commit_segment(&commit).await?;
+    let outcome = ctx.commits.commit(&commit).await?;
     ctx.metrics
         .commit_seconds
         .observe(commit_start.elapsed().as_secs_f64());

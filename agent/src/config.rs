@@ -40,6 +40,11 @@ pub struct AgentConfig {
     /// How long an `Idempotency-Key` is remembered: a retry within it gets
     /// the original answer; after it the key is free again.
     pub idempotency_window: Duration,
+    /// Send segment commits through the elected sequencer (see
+    /// [`crate::sequencer`]): no conflicts between agents committing to the
+    /// same partitions, at the cost of one hop. Off, every agent commits
+    /// its own segments.
+    pub sequencer: bool,
 }
 
 impl Default for AgentConfig {
@@ -55,6 +60,7 @@ impl Default for AgentConfig {
             batch_target_bytes: 256 << 10,
             max_decompressed_batch: 64 << 20,
             idempotency_window: Duration::from_secs(24 * 3600),
+            sequencer: true,
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod notify;
 pub mod partitioner;
 mod produce;
 pub mod reader;
+pub mod sequencer;
 pub mod shares;
 mod topics;
 
@@ -56,6 +57,8 @@ pub use silt_metadata::{ProducerId, Refusal};
 use batcher::{Append, FlushContext};
 use notify::Notifier;
 use reader::Reader;
+use sequencer::Unsequenced;
+use sequencer::route::Commits;
 use topics::TopicCache;
 
 /// A record as a producer sends it.
@@ -112,6 +115,7 @@ struct Inner {
     archive: archive::ArchiveReader,
     notifier: Arc<Notifier>,
     appends: mpsc::Sender<Append>,
+    commits: Arc<Commits>,
     admission: Arc<Semaphore>,
     /// Produced batches being checked at once (each may decompress up to
     /// `max_decompressed_batch`): one per core.
@@ -142,9 +146,15 @@ impl Agent {
         let shutdown = CancellationToken::new();
         let notifier = Notifier::new(md.clone(), shutdown.clone());
         let (appends, rx) = mpsc::channel(1024);
+        let commits = Arc::new(Commits::new(
+            md.clone(),
+            env.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
         let ctx = Arc::new(FlushContext {
             config: config.clone(),
-            md: md.clone(),
+            commits: commits.clone(),
             storage: storage.clone(),
             env: env.clone(),
             notifier: notifier.clone(),
@@ -173,6 +183,7 @@ impl Agent {
             env,
             notifier,
             appends,
+            commits,
             metrics,
             shutdown,
             batcher: Mutex::new(Some(batcher)),
@@ -180,6 +191,27 @@ impl Agent {
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// Joins commit sequencing ([`sequencer`]) unless the config turns it
+    /// off: with `url` (how other agents reach this one) the agent stands
+    /// for the sequencer's lease; without, it only sends its commits to
+    /// whoever holds it.
+    pub fn join_sequencing(&self, url: Option<String>) {
+        if self.inner.config.sequencer {
+            self.inner.commits.elect(url);
+        }
+    }
+
+    /// Another agent's segment commit, sent to this one as the sequencer
+    /// with `token`.
+    pub async fn sequence_commit(
+        &self,
+        token: &str,
+        commit: silt_metadata::SegmentCommit,
+    ) -> std::result::Result<silt_metadata::CommitOutcome, Unsequenced> {
+        let token = sequencer::route::parse_token(token).map_err(|_| Unsequenced::NotSequencer)?;
+        self.inner.commits.serve(token, commit).await
     }
 
     /// The agent's clock (injected; tests move it).

@@ -22,6 +22,12 @@ pub struct Metrics {
     pub flush_seconds: Histogram,
     pub put_seconds: Histogram,
     pub commit_seconds: Histogram,
+    /// Segment commits by route: `local` (this agent is the sequencer),
+    /// `remote` (sent to it), `direct` (no sequencer), `fallback` (the
+    /// sequenced path failed; committed directly).
+    pub segment_commits: Family<Vec<(String, String)>, Counter>,
+    /// Segments per sequenced transaction (this agent as the sequencer).
+    pub sequencer_batch_segments: Histogram,
     pub fetch_records: Counter,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
@@ -72,6 +78,8 @@ impl Metrics {
             flush_seconds: latency(),
             put_seconds: latency(),
             commit_seconds: latency(),
+            segment_commits: Family::default(),
+            sequencer_batch_segments: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             fetch_records: Counter::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
@@ -190,6 +198,16 @@ impl Metrics {
             "commit_seconds",
             "Offset-assigning metadata commit latency",
             m.commit_seconds.clone(),
+        );
+        r.register(
+            "segment_commits",
+            "Segment commits by route (local, remote: sequenced; direct; fallback: sequenced path failed)",
+            m.segment_commits.clone(),
+        );
+        r.register(
+            "sequencer_batch_segments",
+            "Segments per sequenced metadata transaction",
+            m.sequencer_batch_segments.clone(),
         );
         r.register(
             "fetch_records",

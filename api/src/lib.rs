@@ -155,6 +155,10 @@ pub fn app(state: AppState) -> Router {
             "/v1/topics/{topic}/partitions/{partition}/offsets",
             get(routes::records::offsets),
         )
+        .route(
+            silt_agent::sequencer::COMMIT_PATH,
+            post(routes::internal::commit),
+        )
         .fallback(routes::meta::not_found)
         .method_not_allowed_fallback(routes::meta::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

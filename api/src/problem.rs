@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use silt_agent::sequencer::Unsequenced;
 use silt_agent::{Error, ErrorKind, Refusal};
 
 /// A problem answer.
@@ -68,6 +69,22 @@ impl Problem {
     pub fn retry_after(mut self, d: Duration) -> Self {
         self.retry_after = Some(d);
         self
+    }
+}
+
+impl From<Unsequenced> for Problem {
+    fn from(e: Unsequenced) -> Self {
+        let detail = e.to_string();
+        match e {
+            Unsequenced::NotSequencer => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_sequencer", detail)
+            }
+            Unsequenced::Busy | Unsequenced::Stopped | Unsequenced::Failed(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sequencer_unavailable",
+                "the sequencer could not take the commit; commit directly",
+            ),
+        }
     }
 }
 

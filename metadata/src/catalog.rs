@@ -93,19 +93,50 @@ pub(crate) async fn read_topic(
     }
 }
 
-/// The partition count of each topic id (`None`: the topic is gone).
+/// The partition count of each topic id (`None`: the topic is gone), in
+/// one concurrent read.
 pub(crate) async fn partition_counts(
     txn: &mut dyn Txn,
-    topic_ids: Vec<u64>,
+    mut topic_ids: Vec<u64>,
     snapshot: bool,
 ) -> Result<std::collections::HashMap<u64, Option<u32>>> {
-    let mut out = std::collections::HashMap::new();
-    for id in topic_ids {
-        if let std::collections::hash_map::Entry::Vacant(e) = out.entry(id) {
-            e.insert(read_topic(txn, id, snapshot).await?.map(|t| t.partitions));
-        }
-    }
-    Ok(out)
+    topic_ids.sort_unstable();
+    topic_ids.dedup();
+    let keys: Vec<Vec<u8>> = topic_ids
+        .iter()
+        .map(|&id| Key::Topic(id).encode())
+        .collect();
+    let values = txn.get_many(&keys, snapshot).await?;
+    topic_ids
+        .into_iter()
+        .zip(values)
+        .map(|(id, v)| {
+            Ok((
+                id,
+                v.map(|b| decode_topic(&b))
+                    .transpose()?
+                    .map(|t| t.partitions),
+            ))
+        })
+        .collect()
+}
+
+/// [`partition_counts`] from values already read (`Topic(id)` keys).
+pub(crate) fn counts_from(
+    ids: &[u64],
+    values: &[Option<Vec<u8>>],
+) -> Result<std::collections::HashMap<u64, Option<u32>>> {
+    ids.iter()
+        .zip(values)
+        .map(|(&id, v)| {
+            let n = v
+                .as_deref()
+                .map(decode_topic)
+                .transpose()?
+                .map(|t| t.partitions);
+            Ok((id, n))
+        })
+        .collect()
 }
 
 /// The id a topic name maps to, if the topic exists.

@@ -20,25 +20,52 @@ impl Metadata {
         now_ms: i64,
         ttl_ms: i64,
     ) -> Result<bool> {
+        let current = self.claim_lease(name, holder, "", now_ms, ttl_ms).await?;
+        Ok(current.holder == holder)
+    }
+
+    /// [`Metadata::acquire_lease`], publishing how others reach the holder
+    /// (`contact`), and answering with the lease as it now stands: ours, or
+    /// the valid lease of another holder (whom `contact` reaches).
+    pub async fn claim_lease(
+        &self,
+        name: &str,
+        holder: u64,
+        contact: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<LeaseRecord> {
         self.run("acquire_lease", false, |txn, _| {
-            let name = name.to_owned();
+            let (name, contact) = (name.to_owned(), contact.to_owned());
             Box::pin(async move {
                 let key = Key::Lease(&name).encode();
                 if let Some(b) = txn.get(&key, false).await? {
                     let current = LeaseRecord::decode(&b)?;
                     if current.holder != holder && current.expires_ms > now_ms {
-                        return Ok(false);
+                        return Ok(current);
                     }
                 }
-                txn.set(
-                    &key,
-                    &LeaseRecord {
-                        holder,
-                        expires_ms: now_ms + ttl_ms,
-                    }
-                    .encode(),
-                );
-                Ok(true)
+                let ours = LeaseRecord {
+                    holder,
+                    expires_ms: now_ms + ttl_ms,
+                    contact,
+                };
+                txn.set(&key, &ours.encode());
+                Ok(ours)
+            })
+        })
+        .await
+    }
+
+    /// The lease `name` as stored (it may have lapsed), if any.
+    pub async fn lease(&self, name: &str) -> Result<Option<LeaseRecord>> {
+        self.run("get_lease", true, |txn, _| {
+            let key = Key::Lease(name).encode();
+            Box::pin(async move {
+                txn.get(&key, true)
+                    .await?
+                    .map(|b| LeaseRecord::decode(&b))
+                    .transpose()
             })
         })
         .await

@@ -26,7 +26,7 @@ use crate::values::{
 use crate::{Result, UnitResult};
 
 /// One Kafka idempotent batch, as the commit unit of its single chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct KafkaBatch {
     pub producer_id: u64,
     pub epoch: u32,

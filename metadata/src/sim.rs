@@ -91,8 +91,29 @@ fn after(key: &[u8]) -> Vec<u8> {
     k
 }
 
-fn overlaps(a: &Range, b: &Range) -> bool {
-    a.0 < b.1 && b.0 < a.1
+/// Sorts ranges and merges those that overlap or touch: what a resolver
+/// keeps of a commit's writes, so a read is checked by binary search.
+fn merged(mut ranges: Vec<Range>) -> Vec<Range> {
+    ranges.sort_unstable();
+    let mut out: Vec<Range> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if r.0 <= last.1 => {
+                if r.1 > last.1 {
+                    last.1 = r.1;
+                }
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// Whether `read` overlaps any of `writes` (sorted, merged: their ends
+/// ascend with their beginnings).
+fn hits(writes: &[Range], read: &Range) -> bool {
+    let i = writes.partition_point(|w| w.1 <= read.0);
+    writes.get(i).is_some_and(|w| w.0 < read.1)
 }
 
 /// One committed transaction's writes, for resolving later commits.
@@ -100,7 +121,29 @@ fn overlaps(a: &Range, b: &Range) -> bool {
 struct Committed {
     version: u64,
     at: Instant,
-    writes: Vec<Range>,
+    /// Keys set or cleared, sorted.
+    points: Vec<Vec<u8>>,
+    /// Ranges cleared, sorted and merged.
+    ranges: Vec<Range>,
+}
+
+impl Committed {
+    /// Whether this commit wrote `key`.
+    fn wrote(&self, key: &[u8]) -> bool {
+        self.points
+            .binary_search_by(|k| k.as_slice().cmp(key))
+            .is_ok()
+            || {
+                let i = self.ranges.partition_point(|w| w.1.as_slice() <= key);
+                self.ranges.get(i).is_some_and(|w| w.0.as_slice() <= key)
+            }
+    }
+
+    /// Whether this commit wrote anything in `range`.
+    fn wrote_in(&self, range: &Range) -> bool {
+        let i = self.points.partition_point(|k| *k < range.0);
+        self.points.get(i).is_some_and(|k| *k < range.1) || hits(&self.ranges, range)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -110,7 +153,12 @@ struct Store {
     /// Commits of the last [`MAX_TXN_AGE`], oldest first.
     history: VecDeque<Committed>,
     rng: u64,
+    /// Where the next bounded sweep of old versions starts.
+    sweep: Vec<u8>,
 }
+
+/// Keys each commit sweeps for old versions.
+const SWEEP_KEYS: usize = 64;
 
 impl Store {
     fn value_at(&self, key: &[u8], version: u64) -> Option<&Vec<u8>> {
@@ -122,10 +170,31 @@ impl Store {
             .and_then(|(_, value)| value.as_ref())
     }
 
-    /// Forgets what no live transaction can read: commits older than
-    /// [`MAX_TXN_AGE`] (and a margin) leave the conflict history, and the
-    /// keys they wrote keep only their newest version at or below the
-    /// horizon (what the oldest possible read version sees) and later ones.
+    /// The oldest version a live transaction may read at: every version
+    /// of a key older than its newest one at or below this is unreadable.
+    fn horizon(&self) -> u64 {
+        self.history.front().map_or(self.version, |c| c.version - 1)
+    }
+
+    /// Drops the versions of `key` no live transaction can read, and the
+    /// key itself once all that is left is an unreadable deletion.
+    fn trim(&mut self, key: &[u8], horizon: u64) {
+        let Some(v) = self.data.get_mut(key) else {
+            return;
+        };
+        if let Some(newest_old) = v.iter().rposition(|(ver, _)| *ver <= horizon) {
+            v.drain(..newest_old);
+        }
+        if matches!(v.as_slice(), [(ver, None)] if *ver <= horizon) {
+            self.data.remove(key);
+        }
+    }
+
+    /// Forgets what no live transaction can read, in bounded steps: commits
+    /// older than [`MAX_TXN_AGE`] (and a margin) leave the conflict
+    /// history, and [`SWEEP_KEYS`] keys from a cursor that goes round the
+    /// keyspace are trimmed (keys written are trimmed as they are written),
+    /// so a commit's cost does not grow with the store.
     fn prune(&mut self, now: Instant) {
         let keep = MAX_TXN_AGE + Duration::from_secs(1);
         while self
@@ -133,32 +202,24 @@ impl Store {
             .front()
             .is_some_and(|c| now.duration_since(c.at) > keep)
         {
-            let Some(old) = self.history.pop_front() else {
-                break;
-            };
-            let horizon = self.history.front().map_or(self.version, |c| c.version - 1);
-            for (begin, end) in &old.writes {
-                let keys: Vec<Vec<u8>> = self
-                    .data
-                    .range::<[u8], _>((Bound::Included(&begin[..]), Bound::Excluded(&end[..])))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for k in keys {
-                    let Some(v) = self.data.get_mut(&k) else {
-                        continue;
-                    };
-                    if let Some(newest_old) = v.iter().rposition(|(ver, _)| *ver <= horizon) {
-                        v.drain(..newest_old);
-                    }
-                    if matches!(v.as_slice(), [(_, None)]) {
-                        self.data.remove(&k);
-                    }
-                }
-            }
+            self.history.pop_front();
+        }
+        let horizon = self.horizon();
+        let keys: Vec<Vec<u8>> = self
+            .data
+            .range::<[u8], _>((Bound::Included(&self.sweep[..]), Bound::Unbounded))
+            .take(SWEEP_KEYS)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.sweep = match keys.last() {
+            Some(last) if keys.len() == SWEEP_KEYS => after(last),
+            _ => Vec::new(),
+        };
+        for k in keys {
+            self.trim(&k, horizon);
         }
     }
 
-    /// A jittered latency from the seeded generator.
     fn draw(&mut self, base: Duration, jitter: f64) -> Duration {
         if base.is_zero() || jitter <= 0.0 {
             return base;
@@ -224,8 +285,8 @@ impl Kv for SimKv {
             started: Instant::now(),
             writes: BTreeMap::new(),
             cleared: Vec::new(),
-            reads: Vec::new(),
-            write_ranges: Vec::new(),
+            point_reads: Vec::new(),
+            range_reads: Vec::new(),
             bytes: 0,
             misuse: None,
         }))
@@ -264,8 +325,9 @@ struct SimTxn {
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Ranges cleared, in order (applied before `writes` at commit).
     cleared: Vec<Range>,
-    reads: Vec<Range>,
-    write_ranges: Vec<Range>,
+    /// Conflict ranges of reads: single keys, and ranges.
+    point_reads: Vec<Vec<u8>>,
+    range_reads: Vec<Range>,
     bytes: usize,
     /// A limit broken by a write; reported at commit (writes cannot fail).
     misuse: Option<KvError>,
@@ -288,7 +350,7 @@ impl SimTxn {
     /// non-snapshot read adds its conflict range.
     fn read(&mut self, key: &[u8], snapshot: bool) -> Option<Vec<u8>> {
         if !snapshot {
-            self.reads.push((key.to_vec(), after(key)));
+            self.point_reads.push(key.to_vec());
         }
         match self.own(key) {
             Some(own) => own,
@@ -323,7 +385,18 @@ impl Txn for SimTxn {
         // Concurrent reads: one read latency for all of them.
         self.kv.pause(self.kv.shared.config.read_latency).await;
         self.check_age()?;
-        Ok(keys.iter().map(|k| self.read(k, snapshot)).collect())
+        if !snapshot {
+            self.point_reads.extend(keys.iter().cloned());
+        }
+        let kv = self.kv.clone();
+        let store = kv.shared.store.lock();
+        Ok(keys
+            .iter()
+            .map(|k| match self.own(k) {
+                Some(own) => own,
+                None => self.committed(&store, k),
+            })
+            .collect())
     }
 
     async fn get_range(
@@ -370,7 +443,7 @@ impl Txn for SimTxn {
                 (true, Some((last, _)), true) => (last.clone(), end.to_vec()),
                 _ => (begin.to_vec(), end.to_vec()),
             };
-            self.reads.push(covered);
+            self.range_reads.push(covered);
         }
         Ok(rows)
     }
@@ -383,13 +456,11 @@ impl Txn for SimTxn {
             self.misuse = Some(error(ErrorClass::Fatal, 2103, "value_too_large"));
         }
         self.bytes += key.len() + value.len();
-        self.write_ranges.push((key.to_vec(), after(key)));
         self.writes.insert(key.to_vec(), Some(value.to_vec()));
     }
 
     fn clear(&mut self, key: &[u8]) {
         self.bytes += key.len();
-        self.write_ranges.push((key.to_vec(), after(key)));
         self.writes.insert(key.to_vec(), None);
     }
 
@@ -398,7 +469,6 @@ impl Txn for SimTxn {
             return;
         }
         self.bytes += begin.len() + end.len();
-        self.write_ranges.push((begin.to_vec(), end.to_vec()));
         // Own writes inside the range are cleared too.
         let inside: Vec<Vec<u8>> = self
             .writes
@@ -418,7 +488,7 @@ impl Txn for SimTxn {
         if self.bytes > MAX_TXN_BYTES {
             return Err(error(ErrorClass::Fatal, 2101, "transaction_too_large"));
         }
-        if self.read_only || self.write_ranges.is_empty() {
+        if self.read_only || (self.writes.is_empty() && self.cleared.is_empty()) {
             return self.check_age();
         }
         self.kv.pause(self.kv.shared.config.commit_latency).await;
@@ -430,9 +500,8 @@ impl Txn for SimTxn {
             .iter()
             .filter(|c| c.version > self.read_version)
             .any(|c| {
-                c.writes
-                    .iter()
-                    .any(|w| self.reads.iter().any(|r| overlaps(r, w)))
+                self.point_reads.iter().any(|k| c.wrote(k))
+                    || self.range_reads.iter().any(|r| c.wrote_in(r))
             });
         if conflict {
             return Err(error(ErrorClass::Conflict, 1020, "not_committed"));
@@ -449,18 +518,26 @@ impl Txn for SimTxn {
                 store.data.entry(k).or_default().push((version, None));
             }
         }
+        let horizon = store.horizon();
+        let points: Vec<Vec<u8>> = self.writes.keys().cloned().collect();
         for (k, v) in self.writes {
             let versions = store.data.entry(k).or_default();
             match versions.last_mut() {
                 Some(last) if last.0 == version => last.1 = v,
                 _ => versions.push((version, v)),
             }
+            // What no live transaction can read (the new version is above
+            // the horizon, so the key itself stays).
+            if let Some(newest_old) = versions.iter().rposition(|(ver, _)| *ver <= horizon) {
+                versions.drain(..newest_old);
+            }
         }
         let now = Instant::now();
         store.history.push_back(Committed {
             version,
             at: now,
-            writes: self.write_ranges,
+            points,
+            ranges: merged(self.cleared),
         });
         store.prune(now);
         drop(store);
@@ -472,6 +549,24 @@ impl Txn for SimTxn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_ranges_merge_and_reads_find_them() {
+        let r = |a: &str, b: &str| (a.as_bytes().to_vec(), b.as_bytes().to_vec());
+        let w = merged(vec![r("m", "p"), r("a", "c"), r("c", "d"), r("n", "o")]);
+        assert_eq!(w, vec![r("a", "d"), r("m", "p")]);
+        for (read, hit) in [
+            (r("b", "b\0"), true),
+            (r("d", "m"), false),
+            (r("0", "a"), false),
+            (r("0", "a\0"), true),
+            (r("o", "z"), true),
+            (r("p", "z"), false),
+            (r("c", "n"), true),
+        ] {
+            assert_eq!(hits(&w, &read), hit, "{read:?}");
+        }
+    }
 
     async fn put(kv: &SimKv, k: &[u8], v: &[u8]) {
         let mut t = kv.begin(false).await.unwrap();

@@ -251,7 +251,9 @@ fn bench_compares_kafka_with_http() {
 }
 
 /// `silt bench --contention` runs its whole table on the simulated
-/// FoundationDB; a lone agent commits about once per flush interval.
+/// FoundationDB, each cell with agents committing directly and through the
+/// sequencer; a lone agent never retries, and sequenced commits never
+/// conflict (one writer of partition states).
 #[test]
 fn bench_measures_commit_contention() {
     let out = Command::new(env!("CARGO_BIN_EXE_silt"))
@@ -276,7 +278,11 @@ fn bench_measures_commit_contention() {
     assert!(out.status.success(), "silt bench --contention failed");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let cells = r["cells"].as_array().unwrap();
-    assert_eq!(cells.len(), 15, "5 agent counts x 3 partition counts");
+    assert_eq!(
+        cells.len(),
+        30,
+        "5 agent counts x 3 partition counts x 2 modes"
+    );
     for c in cells {
         assert_eq!(c["failed"], 0, "{c}");
         assert!(c["commits_per_sec"].as_f64().unwrap() > 0.0, "{c}");
@@ -289,4 +295,7 @@ fn bench_measures_commit_contention() {
         ),
         (Some(1), Some(0.0))
     );
+    for c in cells.iter().filter(|c| c["mode"] == "sequenced") {
+        assert_eq!(c["retries_per_commit"].as_f64(), Some(0.0), "{c}");
+    }
 }

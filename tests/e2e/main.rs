@@ -17,4 +17,5 @@ mod multi_agent;
 mod observability;
 mod probe;
 mod produce_consume;
+mod sequencer;
 mod shares;

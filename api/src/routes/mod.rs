@@ -1,4 +1,5 @@
 pub mod groups;
+pub mod internal;
 pub mod meta;
 pub mod produce;
 pub mod records;

@@ -77,14 +77,14 @@ pub struct Membership {
 }
 
 /// Who commits: a member at a generation, or nobody (a standalone reader).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MemberRef {
     pub member_id: String,
     pub generation: u32,
 }
 
 /// One offset to commit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OffsetUpdate {
     pub topic_id: u64,
     pub partition: u32,
@@ -93,7 +93,7 @@ pub struct OffsetUpdate {
 }
 
 /// An offset commit, alone or inside a segment commit (a transaction).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OffsetCommit {
     pub group: String,
     pub member: Option<MemberRef>,

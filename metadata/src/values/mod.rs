@@ -145,7 +145,9 @@ pub enum UnitOutcome {
 
 /// Why a conditional write (a commit unit, an offset commit) was refused.
 /// Nothing of it was applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 pub enum Refusal {
     #[error("a topic or partition of the request no longer exists")]
     TopicGone,
@@ -223,13 +225,16 @@ impl Refusal {
     }
 }
 
-/// Value of `Lease(name)`: `v1 | holder u64 | expires_ms i64`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Value of `Lease(name)`: `v1 | holder u64 | expires_ms i64 [| contact
+/// short_str]` (no contact: none given; older readers ignore it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeaseRecord {
     /// Random id of the process holding the lease.
     pub holder: u64,
     /// The lease lapses at this time unless renewed.
     pub expires_ms: i64,
+    /// How others reach the holder (the sequencer's URL), or empty.
+    pub contact: String,
 }
 
 pub(crate) const V1: u8 = 1;
@@ -417,15 +422,25 @@ impl LeaseRecord {
         let mut v = vec![V1];
         v.extend_from_slice(&self.holder.to_be_bytes());
         v.extend_from_slice(&self.expires_ms.to_be_bytes());
+        if !self.contact.is_empty() {
+            put_short_str(&mut v, &self.contact);
+        }
         v
     }
     pub fn decode(b: &[u8]) -> Result<Self, Error> {
         let mut r = Reader(b);
         (|| {
             r.version()?;
+            let (holder, expires_ms) = (r.u64()?, r.i64()?);
+            let contact = match r.end() {
+                Some(()) => String::new(),
+                None => r.short_str()?,
+            };
+            r.end()?;
             Some(Self {
-                holder: r.u64()?,
-                expires_ms: r.i64()?,
+                holder,
+                expires_ms,
+                contact,
             })
         })()
         .ok_or(corrupt("lease"))
@@ -480,8 +495,8 @@ mod tests {
             prop_assert_eq!(SegmentRecord::decode(&r.encode()).unwrap(), r);
         }
         #[test]
-        fn lease_round_trips(holder in any::<u64>(), expires_ms in any::<i64>()) {
-            let l = LeaseRecord { holder, expires_ms };
+        fn lease_round_trips(holder in any::<u64>(), expires_ms in any::<i64>(), contact in "[a-z:/.0-9]{0,40}") {
+            let l = LeaseRecord { holder, expires_ms, contact };
             prop_assert_eq!(LeaseRecord::decode(&l.encode()).unwrap(), l);
         }
         #[test]

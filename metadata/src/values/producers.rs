@@ -18,7 +18,7 @@ pub struct ProducerRecord {
 }
 
 /// One part of an [`Answer`]: the offsets a request got on one partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AnswerPart {
     pub topic_id: u64,
     pub partition: u32,
@@ -28,7 +28,7 @@ pub struct AnswerPart {
 
 /// What a deduplicated request was answered, kept so its retries get the
 /// same answer: `v1 | n u32 | (topic u64, partition u32, base u64, count u32)*`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Answer {
     pub parts: Vec<AnswerPart>,
 }

@@ -4,6 +4,7 @@
 //! skipped and why).
 #![allow(clippy::unwrap_used)]
 
+mod batches;
 mod classic;
 mod groups;
 mod kafka;
@@ -21,6 +22,7 @@ use silt_metadata::sim::{SimConfig, SimKv};
 use silt_metadata::sqlite::SqliteKv;
 use silt_metadata::{ChunkCommit, ErrorKind, Metadata, PartitionState, SegmentCommit, TopicConfig};
 
+use batches::*;
 use classic::*;
 use groups::*;
 use kafka::*;
@@ -510,6 +512,8 @@ macro_rules! suite {
             case!(topics_lifecycle);
             case!(commits_assign_dense_offsets);
             case!(commits_are_idempotent);
+            case!(batches_commit_as_one_after_another);
+            case!(batched_and_direct_commits_of_one_segment_agree);
             case!(concurrent_commits_are_serializable);
             case!(commits_to_deleted_topics_are_rejected);
             case!(watches_wake_on_commit);

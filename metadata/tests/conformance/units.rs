@@ -140,7 +140,10 @@ pub async fn producer_sequences_commit_once(f: Fixture) {
     // Two producers with one name: the later incarnation fences the earlier.
     let a = md.init_producer(Some("etl"), 0).await.unwrap();
     let b = md.init_producer(Some("etl"), 0).await.unwrap();
-    assert_eq!((b.id, b.epoch), (a.id, a.epoch + 1));
+    // A retry after an unknown result may bump the epoch twice: what
+    // matters is that the later one is higher (it fences every earlier).
+    assert_eq!(b.id, a.id);
+    assert!(b.epoch > a.epoch, "{b:?} after {a:?}");
     let zombie = with_units(
         segment("z", vec![chunk(t.id, 1, 1)]),
         vec![unit(
