@@ -18,6 +18,8 @@ locals {
       { name = "SILT_MAX_INFLIGHT_BYTES", value = tostring(floor(var.agent_memory * 1048576 / 4)) },
       { name = "SILT_CACHE_BYTES", value = tostring(floor(var.agent_memory * 1048576 / 4)) },
       { name = "SILT_SHUTDOWN_TIMEOUT_SECS", value = "25" },
+      # Agents reach the commit sequencer (one of them) at its task address.
+      { name = "SILT_ADVERTISE_URL", value = "http://{ip}:8080" },
       { name = "SILT_STATE_DIR", value = "/run/silt" },
       { name = "SILT_LOG", value = "info" },
       { name = "AWS_REGION", value = local.region },
@@ -115,6 +117,25 @@ resource "aws_vpc_security_group_ingress_rule" "agent_from_lb" {
   security_group_id            = aws_security_group.agent.id
   description                  = "HTTP from the load balancer"
   referenced_security_group_id = aws_security_group.lb.id
+  ip_protocol                  = "tcp"
+  from_port                    = 8080
+  to_port                      = 8080
+}
+
+# Agents send their segment commits to the elected sequencer, another agent.
+resource "aws_vpc_security_group_ingress_rule" "agent_from_agent" {
+  security_group_id            = aws_security_group.agent.id
+  description                  = "HTTP from other agents (the commit sequencer's intake)"
+  referenced_security_group_id = aws_security_group.agent.id
+  ip_protocol                  = "tcp"
+  from_port                    = 8080
+  to_port                      = 8080
+}
+
+resource "aws_vpc_security_group_egress_rule" "agent_to_agent" {
+  security_group_id            = aws_security_group.agent.id
+  description                  = "HTTP to other agents (the commit sequencer)"
+  referenced_security_group_id = aws_security_group.agent.id
   ip_protocol                  = "tcp"
   from_port                    = 8080
   to_port                      = 8080

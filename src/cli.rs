@@ -249,10 +249,12 @@ pub struct AgentArgs {
     /// Kafka protocol listener address (off unless given).
     #[arg(long, env = "SILT_KAFKA_LISTEN")]
     pub kafka_listen: Option<String>,
-    /// The URL other agents reach this one's HTTP listener at (e.g.
-    /// http://10.0.1.7:8080), so it can serve as the commit sequencer; by
-    /// default the listen address unless it is a wildcard (then the agent
-    /// only follows a sequencer elsewhere).
+    /// The URL other agents reach this one's HTTP listener at, so it can
+    /// serve as the commit sequencer: e.g. http://10.0.1.7:8080, or
+    /// http://{ip}:8080 where `{ip}` stands for this host's first
+    /// non-loopback IPv4 address (containers, VMs). By default the listen
+    /// address unless it is a wildcard (then the agent only follows a
+    /// sequencer elsewhere).
     #[arg(long, env = "SILT_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
     #[command(flatten)]

@@ -63,6 +63,20 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     .await
 }
 
+/// `--advertise-url` with `{ip}` replaced by this host's first
+/// non-loopback IPv4 address.
+fn advertised(url: &str) -> anyhow::Result<String> {
+    if !url.contains("{ip}") {
+        return Ok(url.to_owned());
+    }
+    let ip = nix::ifaddrs::getifaddrs()
+        .context("listing network interfaces for {ip} in --advertise-url")?
+        .filter_map(|i| i.address?.as_sockaddr_in().map(|a| a.ip()))
+        .find(|ip| !ip.is_loopback() && !ip.is_link_local() && !ip.is_unspecified())
+        .context("no non-loopback IPv4 address for {ip} in --advertise-url")?;
+    Ok(url.replace("{ip}", &ip.to_string()))
+}
+
 /// Where an agent listens.
 struct Listeners {
     http: std::net::SocketAddr,
@@ -295,10 +309,10 @@ async fn serve(
         }
     }
     tracing::info!(%addr, objects, metadata, "serving");
-    let reachable = listeners
-        .advertise
-        .clone()
-        .or_else(|| (!addr.ip().is_unspecified()).then(|| format!("http://{addr}")));
+    let reachable = match &listeners.advertise {
+        Some(url) => Some(advertised(url)?),
+        None => (!addr.ip().is_unspecified()).then(|| format!("http://{addr}")),
+    };
     if reachable.is_none() && tuning.sequencer {
         tracing::info!(
             "not standing for commit sequencer: the listener is a wildcard address (give --advertise-url)"
@@ -373,5 +387,27 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertised;
+
+    #[test]
+    fn advertise_urls_name_this_host() {
+        assert_eq!(
+            advertised("http://10.0.0.9:8080").ok().as_deref(),
+            Some("http://10.0.0.9:8080")
+        );
+        match advertised("http://{ip}:8080") {
+            Ok(url) => {
+                let host = url.trim_start_matches("http://").trim_end_matches(":8080");
+                let ip: std::net::Ipv4Addr = host.parse().unwrap_or_else(|_| panic!("{url}"));
+                assert!(!ip.is_loopback(), "{url}");
+            }
+            // A host with loopback only: said plainly.
+            Err(e) => assert!(e.to_string().contains("no non-loopback IPv4"), "{e}"),
+        }
     }
 }

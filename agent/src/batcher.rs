@@ -48,6 +48,7 @@ use crate::config::AgentConfig;
 use crate::env::Env;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
+use crate::sequencer::order::{Predecessor, commit_in_order};
 use crate::sequencer::route::Commits;
 use crate::{Error, Result};
 
@@ -248,7 +249,7 @@ pub(crate) async fn run(
     let slots = Arc::new(Semaphore::new(ctx.config.max_concurrent_flushes.max(1)));
     let mut flushes = JoinSet::new();
     let mut pending = Pending::default();
-    let mut prev_commit: Option<oneshot::Receiver<()>> = None;
+    let mut prev_commit: Option<Predecessor> = None;
     // A request that did not fit the open segment; it opens the next one.
     let mut deferred: Option<Append> = None;
     let mut closing = false;
@@ -276,15 +277,19 @@ pub(crate) async fn run(
                         Err(_) => break,
                     }
                 }
+                let name = SegmentName::new(&ctx);
                 let (done_tx, done_rx) = oneshot::channel();
-                let prev = prev_commit.replace(done_rx);
+                let prev = prev_commit.replace(Predecessor {
+                    segment_id: name.id.clone(),
+                    done: done_rx,
+                });
                 let batch = std::mem::take(&mut pending);
                 if let Some(a) = deferred.take() {
                     pending.add(a);
                 }
                 let records: u64 = batch.waiters.iter().map(|w| w.records).sum();
                 let span = tracing::info_span!("flush", records, bytes = batch.bytes, chunks = batch.chunk_count);
-                flushes.spawn(flush(ctx.clone(), batch, slot, prev, done_tx).instrument(span));
+                flushes.spawn(flush(ctx.clone(), batch, slot, name, prev, done_tx).instrument(span));
             }
             () = shutdown.cancelled(), if !closing => {
                 closing = true;
@@ -335,11 +340,12 @@ async fn flush(
     ctx: Arc<FlushContext>,
     mut pending: Pending,
     _slot: OwnedSemaphorePermit,
-    prev: Option<oneshot::Receiver<()>>,
+    name: SegmentName,
+    prev: Option<Predecessor>,
     done: oneshot::Sender<()>,
 ) {
     let opened = pending.opened.unwrap_or_else(Instant::now);
-    let result = write_and_commit(&ctx, &mut pending, prev).await;
+    let result = write_and_commit(&ctx, &mut pending, name, prev).await;
     drop(done);
     match result {
         Ok(()) => {
@@ -368,10 +374,26 @@ async fn flush(
     }
 }
 
+/// A segment's id and object, given when it is cut.
+#[derive(Debug)]
+struct SegmentName {
+    id: String,
+    created_ms: i64,
+}
+
+impl SegmentName {
+    fn new(ctx: &FlushContext) -> Self {
+        let created_ms = ctx.env.now_ms();
+        let id = format!("{:013}-{:016x}", created_ms.max(0), ctx.env.random_u64());
+        Self { id, created_ms }
+    }
+}
+
 async fn write_and_commit(
     ctx: &FlushContext,
     pending: &mut Pending,
-    prev: Option<oneshot::Receiver<()>>,
+    name: SegmentName,
+    prev: Option<Predecessor>,
 ) -> Result<()> {
     let taken = std::mem::take(pending);
     let target = ctx.config.batch_target_bytes;
@@ -383,8 +405,7 @@ async fn write_and_commit(
     .map_err(|e| Error::Internal(format!("encoder task failed: {e}")))?;
     *pending = taken;
     let (bytes, infos) = encoded?;
-    let created_ms = ctx.env.now_ms();
-    let id = format!("{:013}-{:016x}", created_ms.max(0), ctx.env.random_u64());
+    let SegmentName { id, created_ms } = name;
     let object = format!("segments/{id}.seg");
     let size = bytes.len();
     let put_start = Instant::now();
@@ -393,9 +414,6 @@ async fn write_and_commit(
         .put_seconds
         .observe(put_start.elapsed().as_secs_f64());
     ctx.metrics.segment_bytes.inc_by(size as u64);
-    if let Some(prev) = prev {
-        let _ = prev.await; // earlier segments of this agent commit first
-    }
     let commit = SegmentCommit {
         segment_id: id,
         object,
@@ -413,9 +431,15 @@ async fn write_and_commit(
             })
             .collect(),
         units: units(pending),
+        after: None,
     };
     let commit_start = Instant::now();
-    let outcome = ctx.commits.commit(&commit).await?;
+    let commits = ctx.commits.clone();
+    let outcome = commit_in_order(commit.clone(), prev, commits.sequenced(), |c| {
+        let commits = commits.clone();
+        async move { commits.commit(&c).await }
+    })
+    .await?;
     ctx.metrics
         .commit_seconds
         .observe(commit_start.elapsed().as_secs_f64());

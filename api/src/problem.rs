@@ -79,6 +79,9 @@ impl From<Unsequenced> for Problem {
             Unsequenced::NotSequencer => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_sequencer", detail)
             }
+            Unsequenced::Pending { .. } => {
+                Problem::new(StatusCode::CONFLICT, "predecessor_pending", detail)
+            }
             Unsequenced::Busy | Unsequenced::Stopped | Unsequenced::Failed(_) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "sequencer_unavailable",

@@ -197,6 +197,7 @@ fn commit_of(t: u64, id: &str, at: i64) -> SegmentCommit {
             max_timestamp: 0,
         }],
         units: Vec::new(),
+        after: None,
     }
 }
 

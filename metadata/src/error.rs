@@ -24,6 +24,10 @@ pub enum Error {
         segment: String,
         reason: &'static str,
     },
+    /// The segment must follow one that is not committed (yet): nothing of
+    /// it was applied; commit it again once its predecessor is decided.
+    #[error("segment {segment} waits for segment {after}")]
+    PredecessorPending { segment: String, after: String },
     #[error("metadata store: {0}")]
     Kv(#[from] KvError),
     #[error("corrupt metadata: malformed {0}")]
@@ -55,7 +59,9 @@ impl Error {
             Error::Refused(_) => ErrorKind::Refused,
             Error::TopicExists(_) | Error::GroupExists(_) => ErrorKind::AlreadyExists,
             Error::Invalid(_) | Error::InvalidUrl { .. } => ErrorKind::InvalidArgument,
-            Error::CommitRefused { .. } => ErrorKind::Unavailable,
+            Error::CommitRefused { .. } | Error::PredecessorPending { .. } => {
+                ErrorKind::Unavailable
+            }
             Error::Kv(e) if e.class == ErrorClass::Fatal => ErrorKind::Internal,
             Error::Kv(_) => ErrorKind::Unavailable,
             Error::Corrupt(_) => ErrorKind::Internal,

@@ -521,7 +521,8 @@ impl Txn for SimTxn {
         let horizon = store.horizon();
         let points: Vec<Vec<u8>> = self.writes.keys().cloned().collect();
         for (k, v) in self.writes {
-            let versions = store.data.entry(k).or_default();
+            // Most keys only ever get one version: no room for more.
+            let versions = store.data.entry(k).or_insert_with(|| Vec::with_capacity(1));
             match versions.last_mut() {
                 Some(last) if last.0 == version => last.1 = v,
                 _ => versions.push((version, v)),

@@ -25,6 +25,7 @@
 //! [`SequencerLimits::max_batch_chunks`] chunks, far inside FoundationDB's
 //! 10 MB and 5 s transaction limits.
 
+pub mod order;
 pub mod route;
 
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub const COMMIT_PATH: &str = "/internal/v1/commit";
 /// The header carrying the sequencer's token (its lease holder id, which
 /// only readers of the metadata store know).
 pub const TOKEN_HEADER: &str = "silt-sequencer-token";
+/// The problem code of [`Unsequenced::Pending`] on the internal endpoint.
+pub const PENDING_CODE: &str = "predecessor_pending";
 /// The lease the sequencer holds.
 pub const LEASE: &str = "sequencer";
 
@@ -75,6 +78,10 @@ pub enum Unsequenced {
     NotSequencer,
     #[error("the sequencer could not commit: {0}")]
     Failed(String),
+    /// An answer, not a failure: the segment must follow `after`, which is
+    /// not committed yet (`silt_metadata::Error::PredecessorPending`).
+    #[error("segment {segment} waits for segment {after}")]
+    Pending { segment: String, after: String },
 }
 
 struct Job {
@@ -176,7 +183,12 @@ async fn commit_batch(md: &Metadata, jobs: Vec<Job>, metrics: Option<&Metrics>) 
     match md.commit_segments(commits).await {
         Ok(outcomes) => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(outcome.map_err(|e| Unsequenced::Failed(e.to_string())));
+                let _ = reply.send(outcome.map_err(|e| match e {
+                    silt_metadata::Error::PredecessorPending { segment, after } => {
+                        Unsequenced::Pending { segment, after }
+                    }
+                    e => Unsequenced::Failed(e.to_string()),
+                }));
             }
         }
         Err(e) => {

@@ -15,7 +15,9 @@ use parking_lot::RwLock;
 use silt_metadata::{CommitOutcome, Metadata, SegmentCommit};
 use tokio_util::sync::CancellationToken;
 
-use super::{COMMIT_PATH, LEASE, Sequencer, SequencerLimits, TOKEN_HEADER, Unsequenced};
+use super::{
+    COMMIT_PATH, LEASE, PENDING_CODE, Sequencer, SequencerLimits, TOKEN_HEADER, Unsequenced,
+};
 use crate::env::Env;
 use crate::metrics::Metrics;
 use crate::{Error, Result};
@@ -88,9 +90,18 @@ impl Commits {
         }
     }
 
+    /// Whether commits go to a sequencer now (this agent's or another's).
+    pub fn sequenced(&self) -> bool {
+        let now = self.env.now_ms();
+        match &*self.route.read() {
+            Route::Local { until_ms } | Route::Remote { until_ms, .. } => now < *until_ms,
+            Route::Direct => false,
+        }
+    }
+
     /// Commits a segment: sequenced when a sequencer is known, directly
     /// otherwise or when the sequenced path fails.
-    pub async fn commit(&self, commit: &SegmentCommit) -> Result<CommitOutcome> {
+    pub async fn commit(&self, commit: &SegmentCommit) -> silt_metadata::Result<CommitOutcome> {
         let now = self.env.now_ms();
         let route = self.route.read().clone();
         let (label, sequenced) = match route {
@@ -109,6 +120,9 @@ impl Commits {
                 self.count(label);
                 return Ok(outcome);
             }
+            Some(Err(Unsequenced::Pending { segment, after })) => {
+                return Err(silt_metadata::Error::PredecessorPending { segment, after });
+            }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, segment = %commit.segment_id, "sequenced commit failed; committing directly");
                 "fallback"
@@ -116,7 +130,7 @@ impl Commits {
             None => label,
         };
         self.count(label);
-        Ok(self.md.commit_segment(commit).await?)
+        self.md.commit_segment(commit).await
     }
 
     /// Another agent's commit, presented with `token` (the internal
@@ -157,10 +171,15 @@ impl Commits {
             .await
             .map_err(failed)?;
         if !response.status().is_success() {
-            return Err(Unsequenced::Failed(format!(
-                "the sequencer answered {}",
-                response.status()
-            )));
+            let status = response.status();
+            let problem: serde_json::Value = response.json().await.unwrap_or_default();
+            return Err(match (problem["code"].as_str(), commit.after.as_ref()) {
+                (Some(PENDING_CODE), Some(after)) => Unsequenced::Pending {
+                    segment: commit.segment_id.clone(),
+                    after: after.clone(),
+                },
+                _ => Unsequenced::Failed(format!("the sequencer answered {status}")),
+            });
         }
         response.json().await.map_err(failed)
     }

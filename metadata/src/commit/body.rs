@@ -50,6 +50,8 @@ enum Plan {
     Replay(SegmentRecord),
     /// Refused before anything was written.
     Refused(&'static str),
+    /// Its predecessor is not committed: nothing written.
+    Pending,
     /// The same segment as an earlier one of the batch (a retry that
     /// arrived while the original was queued): the same answer.
     SameAs(usize),
@@ -59,7 +61,8 @@ enum Plan {
 
 /// Commits `batch` in the transaction `txn` (see the module docs): one
 /// answer per segment, in order. A refused segment's answer is
-/// [`Error::CommitRefused`]; any other error fails the whole batch.
+/// [`Error::CommitRefused`], one whose predecessor is not committed
+/// [`Error::PredecessorPending`]; any other error fails the whole batch.
 pub(super) async fn commit_batch(
     txn: &mut dyn Txn,
     batch: Arc<Vec<SegmentCommit>>,
@@ -85,10 +88,12 @@ pub(super) async fn commit_batch(
     objects.sort_unstable();
     objects.dedup();
     let mut keys: Vec<Vec<u8>> =
-        Vec::with_capacity(2 * batch.len() + topic_ids.len() + partitions.len() + objects.len());
+        Vec::with_capacity(3 * batch.len() + topic_ids.len() + partitions.len() + objects.len());
     for c in batch.iter() {
         keys.push(Key::Segment(&c.segment_id).encode());
         keys.push(Key::Collected(&c.segment_id).encode());
+        // A predecessor's record (the segment's own again when it has none).
+        keys.push(Key::Segment(c.after.as_ref().unwrap_or(&c.segment_id)).encode());
     }
     keys.extend(topic_ids.iter().map(|&id| Key::Topic(id).encode()));
     keys.extend(
@@ -98,7 +103,7 @@ pub(super) async fn commit_batch(
     );
     keys.extend(objects.iter().map(|o| Key::ObjectRefs(o).encode()));
     let found = txn.get_many(&keys, false).await?;
-    let (segments, rest) = found.split_at(2 * batch.len());
+    let (segments, rest) = found.split_at(3 * batch.len());
     let (topic_values, rest) = rest.split_at(topic_ids.len());
     let (state_values, ref_values) = rest.split_at(partitions.len());
     let topics = counts_from(&topic_ids, topic_values)?;
@@ -113,17 +118,28 @@ pub(super) async fn commit_batch(
     for (o, v) in objects.into_iter().zip(ref_values) {
         refs.insert(o, v.as_deref().map(decode_u64).transpose()?.unwrap_or(0));
     }
-    let mut plans = Vec::with_capacity(batch.len());
+    let mut plans: Vec<Plan> = Vec::with_capacity(batch.len());
     let mut first_of: HashMap<&str, usize> = HashMap::new();
     for (i, c) in batch.iter().enumerate() {
+        let [record, mark, predecessor] = [0, 1, 2].map(|k| &segments[3 * i + k]);
+        // Committed before, or earlier in this batch (a batch commits all
+        // its fresh segments or none).
+        let follows = |after: &str| {
+            predecessor.is_some()
+                || first_of.get(after).is_some_and(|&j| {
+                    matches!(plans[j], Plan::Replay(_) | Plan::Fresh | Plan::SameAs(_))
+                })
+        };
         plans.push(if let Some(&j) = first_of.get(c.segment_id.as_str()) {
             Plan::SameAs(j)
-        } else if let Some(done) = &segments[2 * i] {
+        } else if let Some(done) = record {
             Plan::Replay(SegmentRecord::decode(done)?)
-        } else if segments[2 * i + 1].is_some() {
+        } else if mark.is_some() {
             Plan::Refused("garbage-collected before its commit")
         } else if c.committed_ms.saturating_sub(c.created_ms) > MAX_COMMIT_AGE_MS {
             Plan::Refused("too old to commit")
+        } else if c.after.as_deref().is_some_and(|a| !follows(a)) {
+            Plan::Pending
         } else {
             Plan::Fresh
         });
@@ -135,7 +151,8 @@ pub(super) async fn commit_batch(
     for (c, plan) in batch.iter().zip(plans) {
         outcomes.push(match plan {
             Plan::Replay(rec) => Ok(replay(txn, c, rec).await?),
-            Plan::Refused(reason) => Err(reason),
+            Plan::Refused(reason) => Err(Some(reason)),
+            Plan::Pending => Err(None),
             Plan::SameAs(j) => match &outcomes[j] {
                 Ok(outcome) => Ok(Clone::clone(outcome)),
                 Err(reason) => Err(*reason),
@@ -159,9 +176,15 @@ pub(super) async fn commit_batch(
         .iter()
         .zip(outcomes)
         .map(|(c, o)| {
-            o.map_err(|reason| Error::CommitRefused {
-                segment: c.segment_id.clone(),
-                reason,
+            o.map_err(|refusal| match refusal {
+                Some(reason) => Error::CommitRefused {
+                    segment: c.segment_id.clone(),
+                    reason,
+                },
+                None => Error::PredecessorPending {
+                    segment: c.segment_id.clone(),
+                    after: c.after.clone().unwrap_or_default(),
+                },
             })
         })
         .collect())

@@ -77,6 +77,13 @@ pub struct SegmentCommit {
     pub chunks: Vec<ChunkCommit>,
     /// Groups of chunks that commit together or not at all, under conditions.
     pub units: Vec<CommitUnit>,
+    /// The segment this one must follow (its writer's previous one, still
+    /// unanswered when this was sent): until that one is committed, this
+    /// one is answered [`Error::PredecessorPending`] and nothing of it is
+    /// applied. So a writer may send its commits without waiting for each
+    /// answer and still get offsets in its own order.
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 /// Chunks that commit all together or not at all.

@@ -129,3 +129,54 @@ pub async fn batched_and_direct_commits_of_one_segment_agree(f: Fixture) {
             .high_watermark;
     assert_eq!(hwm, 8 * (3 + 4), "every segment indexed exactly once");
 }
+
+/// A segment sent before its predecessor's answer commits only after it:
+/// earlier in the same batch, or before; otherwise nothing of it applies.
+pub async fn segments_wait_for_their_predecessor(f: Fixture) {
+    let md = &f.md;
+    let t = md
+        .create_topic("t", 1, TopicConfig::default(), 0, 1)
+        .await
+        .unwrap();
+    let after = |mut s: SegmentCommit, p: &str| {
+        s.after = Some(p.into());
+        s
+    };
+    let hwm = || async {
+        md.partition_state(t.id, 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .high_watermark
+    };
+    // Alone, before its predecessor: refused, nothing applied.
+    let q = after(segment("q", vec![chunk(t.id, 0, 2)]), "p");
+    let e = md.commit_segment(&q).await.unwrap_err();
+    assert!(
+        matches!(&e, silt_metadata::Error::PredecessorPending { after, .. } if after == "p"),
+        "{e}"
+    );
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert_eq!(hwm().await, 0);
+    // Once the predecessor is committed, it commits after it.
+    md.commit_segment(&segment("p", vec![chunk(t.id, 0, 3)]))
+        .await
+        .unwrap();
+    assert_eq!(md.commit_segment(&q).await.unwrap().bases, vec![Some(3)]);
+    // In one batch: after its predecessor, fine; before it, it waits.
+    let out = md
+        .commit_segments(vec![
+            after(segment("s", vec![chunk(t.id, 0, 1)]), "r"),
+            segment("r", vec![chunk(t.id, 0, 1)]),
+            after(segment("u", vec![chunk(t.id, 0, 1)]), "r"),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(
+        out[0],
+        Err(silt_metadata::Error::PredecessorPending { .. })
+    ));
+    assert_eq!(out[1].as_ref().unwrap().bases, vec![Some(5)]);
+    assert_eq!(out[2].as_ref().unwrap().bases, vec![Some(6)]);
+    assert_eq!(hwm().await, 7);
+}

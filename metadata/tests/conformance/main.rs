@@ -143,6 +143,7 @@ fn segment(id: &str, chunks: Vec<ChunkCommit>) -> SegmentCommit {
         committed_ms: 1,
         chunks,
         units: Vec::new(),
+        after: None,
     }
 }
 
@@ -514,6 +515,7 @@ macro_rules! suite {
             case!(commits_are_idempotent);
             case!(batches_commit_as_one_after_another);
             case!(batched_and_direct_commits_of_one_segment_agree);
+            case!(segments_wait_for_their_predecessor);
             case!(concurrent_commits_are_serializable);
             case!(commits_to_deleted_topics_are_rejected);
             case!(watches_wake_on_commit);
