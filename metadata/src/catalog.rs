@@ -277,6 +277,11 @@ impl Metadata {
                 let parts = KeyRange::partitions(id);
                 txn.clear_range(&parts.begin, &parts.end);
                 txn.set(&Key::Reclaim(id).encode(), name.as_bytes());
+                // Long-polls on its partitions wake and find them gone.
+                txn.set(
+                    &Key::LogChanged.encode(),
+                    format!("deleted {id}").as_bytes(),
+                );
                 Ok(())
             })
         })
@@ -389,13 +394,40 @@ impl Metadata {
 
     /// Resolves once the partition's state differs from `seen`, whichever
     /// process changed it.
-    pub async fn watch_partition(
+    /// The states of the given partitions (`None`: gone) and the current
+    /// `LogChanged` mark, read at one version: a change after this read
+    /// moves the mark ([`Metadata::watch_log`]).
+    pub async fn log_states(
         &self,
-        topic_id: u64,
-        partition: u32,
-        seen: PartitionState,
-    ) -> Result<()> {
-        let key = Key::Partition(topic_id, partition).encode();
-        Ok(self.runner.kv.watch(&key, Some(&seen.encode())).await?)
+        partitions: &[(u64, u32)],
+    ) -> Result<(Option<Vec<u8>>, Vec<Option<PartitionState>>)> {
+        let mut keys = vec![Key::LogChanged.encode()];
+        keys.extend(
+            partitions
+                .iter()
+                .map(|&(t, p)| Key::Partition(t, p).encode()),
+        );
+        self.run("log_states", true, |txn, _| {
+            let keys = keys.clone();
+            Box::pin(async move {
+                let mut values = txn.get_many(&keys, true).await?.into_iter();
+                let mark = values.next().flatten();
+                let states = values
+                    .map(|v| v.map(|b| PartitionState::decode(&b)).transpose())
+                    .collect::<Result<_>>()?;
+                Ok((mark, states))
+            })
+        })
+        .await
+    }
+
+    /// Resolves once a high-watermark has risen or partitions were removed
+    /// since the `LogChanged` mark `seen` was read (immediately if already).
+    pub async fn watch_log(&self, seen: Option<&[u8]>) -> Result<()> {
+        Ok(self
+            .runner
+            .kv
+            .watch(&Key::LogChanged.encode(), seen)
+            .await?)
     }
 }

@@ -31,6 +31,7 @@
 //! | 0x16 | `Garbage(at_ms, object)`                   | empty: nothing points into the object; delete it from `at_ms` on |
 //! | 0x17 | `Reclaim(topic_id)`                        | the deleted topic's name: its index entries and archive files are still to reclaim |
 //! | 0x18 | `ShareGroup(group)`                        | `ShareGroupRecord`, JSON: subscription, leases, backoff, dead letters |
+//! | 0x19 | `LogChanged`                               | the id of the last change: written blind (never read in a transaction, so it conflicts with nothing) by every transaction that raises a high-watermark or removes partitions; each agent watches it, once, to wake its long-polls |
 //!
 //! Invariants kept by [`crate::Metadata`]: for every partition, the `Index`
 //! entries tile `[log_start_offset, high_watermark)` without gaps or overlap,
@@ -68,6 +69,7 @@ pub enum KeyKind {
     Garbage = 0x16,
     Reclaim = 0x17,
     ShareGroup = 0x18,
+    LogChanged = 0x19,
 }
 
 /// A key of the keyspace.
@@ -98,6 +100,7 @@ pub enum Key<'a> {
     ShareWindow(&'a str, u64, u32),
     ShareRecord(&'a str, u64, u32, u64),
     ShareGroup(&'a str),
+    LogChanged,
 }
 
 /// Counter names (`Counter` holds named u64 values: counters and job
@@ -134,6 +137,7 @@ impl Key<'_> {
             Key::ShareWindow(..) => KeyKind::ShareWindow,
             Key::ShareRecord(..) => KeyKind::ShareRecord,
             Key::ShareGroup(_) => KeyKind::ShareGroup,
+            Key::LogChanged => KeyKind::LogChanged,
         }
     }
 
@@ -190,6 +194,7 @@ impl Key<'_> {
                 k.extend_from_slice(&id.to_be_bytes());
                 k.extend_from_slice(&seq.to_be_bytes());
             }
+            Key::LogChanged => {}
             Key::Expiry(at, key) => {
                 // Times before the epoch sort first (clamped to 0).
                 k.extend_from_slice(&(at.max(0) as u64).to_be_bytes());
@@ -413,6 +418,7 @@ pub fn decode(key: &[u8]) -> Result<Key<'_>, BadKey> {
                 Key::ShareRecord(e.str()?, e.u64()?, e.u32()?, e.u64()?)
             }
             k if k == KeyKind::ShareGroup as u8 => Key::ShareGroup(e.str()?),
+            k if k == KeyKind::LogChanged as u8 => Key::LogChanged,
             _ => return None,
         };
         e.done()?;
@@ -464,7 +470,7 @@ mod tests {
             for k in [Key::Segment(&n), Key::Counter(&n), Key::Lease(&n), Key::Group(&n),
                       Key::ProducerName(&n), Key::Idempotency(&n), Key::Collected(&n),
                       Key::ObjectRefs(&n), Key::Garbage(7, &n), Key::ShareGroup(&n),
-                      Key::ShareWindow(&n, 3, 4), Key::ShareRecord(&n, 3, 4, 5)] {
+                      Key::ShareWindow(&n, 3, 4), Key::ShareRecord(&n, 3, 4, 5), Key::LogChanged] {
                 prop_assert!(round_trips(k));
             }
         }

@@ -148,6 +148,8 @@ pub(super) async fn commit_batch(
     // Each segment decided and indexed in turn, so a segment sees what the
     // ones before it wrote (a producer's next sequence, a stored answer).
     let mut outcomes = Vec::with_capacity(batch.len());
+    // The last segment that raised a high-watermark (a fresh id).
+    let mut mark = None;
     for (c, plan) in batch.iter().zip(plans) {
         outcomes.push(match plan {
             Plan::Replay(rec) => Ok(replay(txn, c, rec).await?),
@@ -159,7 +161,11 @@ pub(super) async fn commit_batch(
             },
             Plan::Fresh => {
                 let decided = decide(txn, c, &topics).await?;
-                Ok(index(txn, c, decided, &mut states, &mut refs).await?)
+                let outcome = index(txn, c, decided, &mut states, &mut refs).await?;
+                if outcome.bases.iter().any(Option::is_some) {
+                    mark = Some(c.segment_id.as_str());
+                }
+                Ok(outcome)
             }
         });
     }
@@ -168,6 +174,11 @@ pub(super) async fn commit_batch(
             let key = Key::Partition(*topic_id, *partition).encode();
             txn.set(&key, &s.state.encode());
         }
+    }
+    // Wake every agent's long-polls: blind, so concurrent commits do not
+    // conflict here; the value only has to differ from the last one.
+    if let Some(id) = mark {
+        txn.set(&Key::LogChanged.encode(), id.as_bytes());
     }
     for (object, n) in refs.into_iter().filter(|(_, n)| *n > 0) {
         txn.set(&Key::ObjectRefs(object).encode(), &encode_u64(n));

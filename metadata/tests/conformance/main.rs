@@ -332,11 +332,14 @@ async fn watches_wake_on_commit(f: Fixture) {
         f.md.create_topic("w", 1, TopicConfig::default(), 0, 1)
             .await
             .unwrap();
-    let seen = f.md.partition_state(t.id, 0).await.unwrap().unwrap();
+    let (mark, states) = f.md.log_states(&[(t.id, 0)]).await.unwrap();
+    assert_eq!(states, vec![Some(PartitionState::default())]);
     let md = f.md.clone();
-    let waiter = tokio::spawn(async move { md.watch_partition(t.id, 0, seen).await });
+    let seen = mark.clone();
+    let waiter = tokio::spawn(async move { md.watch_log(seen.as_deref()).await });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!waiter.is_finished(), "nothing changed yet");
+    // A commit to any partition moves the one mark every agent watches.
     f.md.commit_segment(&segment("w1", vec![chunk(t.id, 0, 1)]))
         .await
         .unwrap();
@@ -345,11 +348,19 @@ async fn watches_wake_on_commit(f: Fixture) {
         .expect("watch fired")
         .unwrap()
         .unwrap();
-    // A stale `seen` returns at once.
-    tokio::time::timeout(Duration::from_secs(5), f.md.watch_partition(t.id, 0, seen))
+    let (moved, states) = f.md.log_states(&[(t.id, 0)]).await.unwrap();
+    assert_ne!(moved, mark);
+    assert_eq!(states[0].as_ref().map(|s| s.high_watermark), Some(1));
+    // A stale mark returns at once.
+    tokio::time::timeout(Duration::from_secs(5), f.md.watch_log(mark.as_deref()))
         .await
         .expect("stale watch returns")
         .unwrap();
+    // Deleting the topic moves it too, and its partitions read as gone.
+    f.md.delete_topic("w").await.unwrap();
+    let (after_delete, states) = f.md.log_states(&[(t.id, 0)]).await.unwrap();
+    assert_ne!(after_delete, moved);
+    assert_eq!(states, vec![None]);
 }
 
 async fn kv_contract(f: Fixture) {
