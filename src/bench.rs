@@ -19,6 +19,13 @@ use crate::cli::Tuning;
 use crate::client::Client;
 use silt_segment::latency::LatencyModel;
 
+/// The metadata backend `--contention` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ContentionBackend {
+    Sim,
+    Sqlite,
+}
+
 /// How agents commit, for `--contention`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CommitDesign {
@@ -98,6 +105,12 @@ pub struct BenchArgs {
     /// --contention: the partition counts to measure.
     #[arg(long, value_delimiter = ',', default_values_t = [8, 256, 4096])]
     pub contention_partitions: Vec<u32>,
+    /// --contention: the metadata backend: `sim` (FoundationDB's semantics
+    /// and latency, in process) or `sqlite` (the embedded default: one
+    /// file, one connection per agent as separate processes have, fsync
+    /// per commit; try --contention-agents 1,2,4,8).
+    #[arg(long, value_enum, default_value_t = ContentionBackend::Sim)]
+    pub contention_backend: ContentionBackend,
     /// --contention: the commit designs to measure.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [CommitDesign::Direct, CommitDesign::Sequenced])]
     pub contention_modes: Vec<CommitDesign>,

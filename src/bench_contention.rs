@@ -35,14 +35,16 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use silt_agent::sequencer::order::{Predecessor, commit_in_order};
 use silt_agent::sequencer::{Sequencer, SequencerLimits, Unsequenced};
+use silt_metadata::kv::Kv;
 use silt_metadata::runner::RetryPolicy;
 use silt_metadata::sim::{SimConfig, SimKv};
+use silt_metadata::sqlite::SqliteKv;
 use silt_metadata::{ChunkCommit, CommitOutcome, Metadata, SegmentCommit, TopicConfig};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::{BenchArgs, CommitDesign, histogram, now_ms};
+use crate::bench::{BenchArgs, CommitDesign, ContentionBackend, histogram, now_ms};
 
 /// One flush's worth of records, ready to commit.
 #[derive(Debug)]
@@ -61,7 +63,9 @@ struct AgentTally {
 
 /// Shared by the agents of one cell.
 struct CellContext {
-    md: Arc<Metadata>,
+    /// Each agent's metadata client (its own connection on SQLite, as an
+    /// agent process has; one shared simulated cluster on `sim`).
+    mds: Vec<Arc<Metadata>>,
     sequencer: Option<Sequencer>,
     hop: Duration,
     topic_id: u64,
@@ -109,7 +113,11 @@ const SLOTS: usize = 4;
 
 /// Sends one commit as an agent does: to the sequencer over the modelled
 /// hop, directly if that fails (or with no sequencer).
-async fn send(cx: &CellContext, commit: SegmentCommit) -> silt_metadata::Result<CommitOutcome> {
+async fn send(
+    cx: &CellContext,
+    agent: usize,
+    commit: SegmentCommit,
+) -> silt_metadata::Result<CommitOutcome> {
     if let Some(s) = &cx.sequencer {
         tokio::time::sleep(cx.hop).await;
         let answer = s.commit(commit.clone()).await;
@@ -122,7 +130,7 @@ async fn send(cx: &CellContext, commit: SegmentCommit) -> silt_metadata::Result<
             Err(_) => {}
         }
     }
-    cx.md.commit_segment(&commit).await
+    cx.mds[agent].commit_segment(&commit).await
 }
 
 /// Commits flushes as an agent does (see the module docs) until
@@ -168,7 +176,7 @@ async fn committer(
             let started = Instant::now();
             let outcome = commit_in_order(commit, before, overlap, |c| {
                 let cx = cx.clone();
-                async move { send(&cx, c).await }
+                async move { send(&cx, agent, c).await }
             })
             .await;
             drop((done, slot));
@@ -211,18 +219,28 @@ async fn cell(
     agents: usize,
     partitions: u32,
 ) -> anyhow::Result<Value> {
-    let kv = Arc::new(SimKv::new(SimConfig {
-        seed: 7,
-        read_latency: Duration::from_micros(a.sim_read_us),
-        commit_latency: Duration::from_millis(a.sim_commit_ms),
-        jitter: 0.3,
-    }));
     let policy = RetryPolicy {
         max_attempts: 1000,
         deadline: Duration::from_secs(30),
         ..RetryPolicy::default()
     };
-    let md = Arc::new(Metadata::new(kv, policy, 7));
+    let dir = tempfile::tempdir()?;
+    let sim: Arc<dyn Kv> = Arc::new(SimKv::new(SimConfig {
+        seed: 7,
+        read_latency: Duration::from_micros(a.sim_read_us),
+        commit_latency: Duration::from_millis(a.sim_commit_ms),
+        jitter: 0.3,
+    }));
+    // One client per agent, and one more for the sequencer.
+    let mut mds = Vec::with_capacity(agents + 1);
+    for i in 0..=agents {
+        let kv: Arc<dyn Kv> = match a.contention_backend {
+            ContentionBackend::Sim => sim.clone(),
+            ContentionBackend::Sqlite => Arc::new(SqliteKv::open(dir.path().join("meta.db"))?),
+        };
+        mds.push(Arc::new(Metadata::new(kv, policy.clone(), 7 + i as u64)));
+    }
+    let md = mds[agents].clone();
     let topic = md
         .create_topic("t", partitions, TopicConfig::default(), now_ms(), 1)
         .await?;
@@ -230,7 +248,7 @@ async fn cell(
     let sequencer = (mode == CommitDesign::Sequenced)
         .then(|| Sequencer::start(md.clone(), SequencerLimits::default(), None, stop.clone()));
     let cx = Arc::new(CellContext {
-        md: md.clone(),
+        mds: mds.clone(),
         sequencer,
         hop: Duration::from_micros(a.sim_hop_us),
         topic_id: topic.id,
@@ -292,11 +310,11 @@ async fn cell(
         tally.failed += t.failed;
     }
     stop.cancel();
-    let stats = md
-        .transaction_stats()
-        .into_iter()
-        .find(|(name, _)| *name == "commit_segment")
-        .map(|(_, s)| s);
+    let (runs, retries) = mds
+        .iter()
+        .flat_map(|md| md.transaction_stats())
+        .filter(|(name, _)| *name == "commit_segment")
+        .fold((0, 0), |(r, t), (_, s)| (r + s.runs, t + s.retries));
     let secs = a.duration_secs as f64;
     let h = cx.latencies.lock();
     let c = cx.commits.lock();
@@ -306,8 +324,8 @@ async fn cell(
         "flushes_per_sec": tally.flushes as f64 / secs,
         "of_produced": tally.flushes as f64 / produced.max(1) as f64,
         "commits_per_sec": tally.commits as f64 / secs,
-        "retries_per_commit": stats.map_or(0, |s| s.retries) as f64 / tally.commits.max(1) as f64,
-        "transactions_per_sec": stats.map_or(0, |s| s.runs) as f64 / secs,
+        "retries_per_commit": retries as f64 / tally.commits.max(1) as f64,
+        "transactions_per_sec": runs as f64 / secs,
         "failed": tally.failed,
         "commit_p50_ms": c.value_at_quantile(0.5) as f64 / 1e3,
         "commit_p99_ms": c.value_at_quantile(0.99) as f64 / 1e3,
@@ -328,7 +346,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let result = json!({
-        "config": {"chunks_per_flush": a.contention_chunks, "commit_latency_ms": a.sim_commit_ms, "read_latency_us": a.sim_read_us, "hop_us": a.sim_hop_us,
+        "config": {"backend": format!("{:?}", a.contention_backend).to_lowercase(), "chunks_per_flush": a.contention_chunks, "commit_latency_ms": a.sim_commit_ms, "read_latency_us": a.sim_read_us, "hop_us": a.sim_hop_us,
                    "flush_interval_ms": a.tuning.flush_interval_ms,
                    "seconds_per_cell": a.duration_secs},
         "cells": rows,
