@@ -8,6 +8,7 @@ mod batches;
 mod classic;
 mod groups;
 mod kafka;
+mod races;
 mod shares;
 mod units;
 
@@ -26,6 +27,7 @@ use batches::*;
 use classic::*;
 use groups::*;
 use kafka::*;
+use races::*;
 use shares::*;
 use units::*;
 
@@ -527,6 +529,9 @@ macro_rules! suite {
             case!(batches_commit_as_one_after_another);
             case!(batched_and_direct_commits_of_one_segment_agree);
             case!(segments_wait_for_their_predecessor);
+            case!(gc_and_commit_never_both_win);
+            case!(racing_claimants_get_one_lease);
+            case!(racing_creations_get_distinct_ids);
             case!(concurrent_commits_are_serializable);
             case!(commits_to_deleted_topics_are_rejected);
             case!(watches_wake_on_commit);
