@@ -532,6 +532,9 @@ macro_rules! suite {
             case!(gc_and_commit_never_both_win);
             case!(racing_claimants_get_one_lease);
             case!(racing_creations_get_distinct_ids);
+            case!(merges_and_retention_never_roll_commits_back);
+            case!(a_late_release_leaves_the_successor_alone);
+            case!(racing_archive_plans_agree);
             case!(concurrent_commits_are_serializable);
             case!(commits_to_deleted_topics_are_rejected);
             case!(watches_wake_on_commit);

@@ -7,6 +7,8 @@
 use std::collections::HashSet;
 
 use silt_metadata::TopicConfig;
+use silt_metadata::merge::MergeSwap;
+use silt_metadata::retention::RetentionRule;
 
 use crate::{Fixture, chunk, segment};
 
@@ -93,5 +95,100 @@ pub async fn racing_creations_get_distinct_ids(f: Fixture) {
             epochs.insert(p.await.unwrap().unwrap().epoch),
             "an epoch twice"
         );
+    }
+}
+
+/// A merge's swap and retention both rewrite the partition state they read
+/// (with a conflict); a commit racing them must never see its
+/// high-watermark go back.
+pub async fn merges_and_retention_never_roll_commits_back(f: Fixture) {
+    let md = &f.md;
+    let t = md
+        .create_topic("t", 16, TopicConfig::default(), 0, 1)
+        .await
+        .unwrap();
+    for p in 0..16u32 {
+        for i in 0..3 {
+            md.commit_segment(&segment(&format!("{p}-{i}"), vec![chunk(t.id, p, 1)]))
+                .await
+                .unwrap();
+        }
+        let plan = md.read_plan(t.id, p, 0, 10).await.unwrap().unwrap();
+        let late = segment(&format!("{p}-late"), vec![chunk(t.id, p, 1)]);
+        if p % 2 == 0 {
+            // Merge the first two entries while a commit lands.
+            let old: Vec<_> = plan.entries[..2].to_vec();
+            let mut new = old[0].1.clone();
+            new.object = format!("segments/merged-{p}");
+            new.record_count = 2;
+            let swap = MergeSwap {
+                topic_id: t.id,
+                partition: p,
+                old,
+                segment_id: format!("merged-{p}"),
+                new,
+            };
+            let (swapped, committed) =
+                tokio::join!(md.swap_merged(&swap, 0), md.commit_segment(&late));
+            swapped.unwrap();
+            committed.unwrap();
+        } else {
+            // Expire two entries (the limit cuts the range read short).
+            let rule = RetentionRule {
+                older_than_ms: Some(100),
+                max_bytes: None,
+                keep_from: u64::MAX,
+            };
+            let (expired, committed) = tokio::join!(
+                md.apply_retention(t.id, p, rule, 0, 2),
+                md.commit_segment(&late)
+            );
+            expired.unwrap();
+            committed.unwrap();
+        }
+        let state = md.partition_state(t.id, p).await.unwrap().unwrap();
+        assert_eq!(state.high_watermark, 4, "partition {p}: {state:?}");
+        let next = segment(&format!("{p}-next"), vec![chunk(t.id, p, 1)]);
+        let base = md.commit_segment(&next).await.unwrap().bases[0];
+        assert_eq!(base, Some(4), "partition {p}: offsets reused");
+    }
+}
+
+/// A holder releasing a lease that lapsed and passed to another must not
+/// clear the successor's (`release_lease` reads it with a conflict).
+pub async fn a_late_release_leaves_the_successor_alone(f: Fixture) {
+    let md = &f.md;
+    for round in 0..16 {
+        let name = format!("job-{round}");
+        assert!(md.acquire_lease(&name, 1, 0, 10).await.unwrap());
+        let (released, taken) = tokio::join!(
+            md.release_lease(&name, 1),
+            md.acquire_lease(&name, 2, 100, 1_000)
+        );
+        released.unwrap();
+        if taken.unwrap() {
+            assert!(
+                !md.acquire_lease(&name, 3, 200, 10).await.unwrap(),
+                "round {round}: the successor's lease was released by its predecessor"
+            );
+        }
+    }
+}
+
+/// Archive plans from one start, made at once, agree on one file
+/// (`plan_archive` reads the progress with a conflict).
+pub async fn racing_archive_plans_agree(f: Fixture) {
+    for p in 0..8u32 {
+        let plans: Vec<_> = (0..8u64)
+            .map(|i| {
+                let md = f.md.clone();
+                tokio::spawn(async move { md.plan_archive(1, p, 0, 10 + i).await })
+            })
+            .collect();
+        let mut ends = HashSet::new();
+        for plan in plans {
+            ends.insert(plan.await.unwrap().unwrap());
+        }
+        assert_eq!(ends.len(), 1, "partition {p}: plans {ends:?}");
     }
 }
