@@ -9,6 +9,7 @@ mod classic;
 mod groups;
 mod kafka;
 mod races;
+mod races_groups;
 mod shares;
 mod units;
 
@@ -28,6 +29,7 @@ use classic::*;
 use groups::*;
 use kafka::*;
 use races::*;
+use races_groups::*;
 use shares::*;
 use units::*;
 
@@ -535,6 +537,20 @@ macro_rules! suite {
             case!(merges_and_retention_never_roll_commits_back);
             case!(a_late_release_leaves_the_successor_alone);
             case!(racing_archive_plans_agree);
+            case!(joins_keep_a_concurrent_renewal);
+            case!(leaves_keep_a_concurrent_renewal);
+            case!(expiries_keep_a_concurrent_renewal);
+            case!(group_deletes_respect_a_concurrent_renewal);
+            case!(classic_syncs_never_hide_a_join);
+            case!(classic_barriers_never_close_over_a_join);
+            case!(classic_heartbeats_never_revive_a_dropped_member);
+            case!(share_acks_never_shrink_the_window);
+            case!(share_dead_letters_never_shrink_the_window);
+            case!(share_groups_are_created_once);
+            case!(kafka_batches_never_restore_a_fenced_epoch);
+            case!(producer_sequences_commit_once_across_topics);
+            case!(expiry_spares_a_renewed_idempotency_key);
+            case!(topic_deletes_never_orphan_a_recreated_name);
             case!(concurrent_commits_are_serializable);
             case!(commits_to_deleted_topics_are_rejected);
             case!(watches_wake_on_commit);
