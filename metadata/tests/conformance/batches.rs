@@ -3,15 +3,11 @@
 
 use silt_metadata::{CommitUnit, Dedup, ErrorKind, SegmentCommit, TopicConfig, UnitResult};
 
+use crate::units::{unit, with_units};
 use crate::{Fixture, chunk, segment};
 
-fn sequenced(mut s: SegmentCommit, chunk: u32, dedup: Dedup) -> SegmentCommit {
-    s.units = vec![CommitUnit {
-        chunks: vec![chunk],
-        dedup: Some(dedup),
-        offsets: None,
-    }];
-    s
+fn sequenced(s: SegmentCommit, chunk: u32, dedup: Dedup) -> SegmentCommit {
+    with_units(s, vec![unit(vec![chunk], Some(dedup))])
 }
 
 pub async fn batches_commit_as_one_after_another(f: Fixture) {

@@ -15,6 +15,12 @@ const SESSION: u32 = 10_000;
 const REBALANCE: u32 = 30_000;
 
 fn join(id: &str) -> ClassicJoin {
+    join_with(id, SESSION, REBALANCE)
+}
+
+/// A classic join of member `id` subscribing to `t`, its protocol metadata
+/// its own id.
+pub fn join_with(id: &str, session_timeout_ms: u32, rebalance_timeout_ms: u32) -> ClassicJoin {
     ClassicJoin {
         member_id: id.into(),
         client_id: "test".into(),
@@ -24,8 +30,8 @@ fn join(id: &str) -> ClassicJoin {
             name: "range".into(),
             metadata: Opaque(id.as_bytes().to_vec()),
         }],
-        session_timeout_ms: SESSION,
-        rebalance_timeout_ms: REBALANCE,
+        session_timeout_ms,
+        rebalance_timeout_ms,
         topics: vec!["t".into()],
     }
 }

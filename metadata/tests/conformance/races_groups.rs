@@ -15,10 +15,11 @@ use silt_metadata::groups::classic::{ClassicAssignment, ClassicJoin};
 use silt_metadata::kv::{KeyValue, Kv, KvError, Txn};
 use silt_metadata::shares::{Ack, AckKind, Acquire};
 use silt_metadata::values::shares::{Backoff, ShareGroupRecord, ShareTopic};
-use silt_metadata::values::{ClassicPhase, ClassicProtocol, OffsetReset, Opaque};
-use silt_metadata::{CommitUnit, Dedup, Error, ErrorKind, KafkaBatch, Metadata, ProducerId};
+use silt_metadata::values::{ClassicPhase, OffsetReset, Opaque};
+use silt_metadata::{Dedup, Error, ErrorKind, KafkaBatch, Metadata, ProducerId};
 use silt_metadata::{Refusal, SegmentCommit, TopicConfig, UnitResult, runner::RetryPolicy};
 
+use crate::units::{unit, with_units};
 use crate::{Fixture, chunk, segment};
 
 /// Holds the first commit of a [`GatedKv`]'s transactions until `go`.
@@ -167,19 +168,7 @@ pub async fn group_deletes_respect_a_concurrent_renewal(f: Fixture) {
 }
 
 fn classic(id: &str) -> ClassicJoin {
-    ClassicJoin {
-        member_id: id.into(),
-        client_id: "test".into(),
-        client_host: "127.0.0.1".into(),
-        protocol_type: "consumer".into(),
-        protocols: vec![ClassicProtocol {
-            name: "range".into(),
-            metadata: Opaque(id.as_bytes().to_vec()),
-        }],
-        session_timeout_ms: 10_000,
-        rebalance_timeout_ms: 1_000,
-        topics: vec!["t".into()],
-    }
+    crate::classic::join_with(id, 10_000, 1_000)
 }
 
 /// a forms generation 1 alone; unless a syncs, b's join reopens it until
@@ -334,15 +323,12 @@ pub async fn share_groups_are_created_once(f: Fixture) {
 }
 
 fn deduped(name: String, topic_id: u64, dedup: Dedup, now: i64) -> SegmentCommit {
-    let mut s = segment(&name, vec![chunk(topic_id, 0, 1)]);
-    s.units = vec![CommitUnit {
-        chunks: vec![0],
-        dedup: Some(dedup),
-        offsets: None,
-    }];
+    let segment = segment(&name, vec![chunk(topic_id, 0, 1)]);
+    let mut s = with_units(segment, vec![unit(vec![0], Some(dedup))]);
     (s.created_ms, s.committed_ms) = (now, now);
     s
 }
+
 /// A Kafka batch's commit reads its producer with a conflict
 /// (sequences.rs:85): a batch of the old epoch never restores that epoch.
 pub async fn kafka_batches_never_restore_a_fenced_epoch(f: Fixture) {

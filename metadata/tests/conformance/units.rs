@@ -7,7 +7,7 @@ use silt_metadata::{CommitUnit, Dedup, Refusal, SegmentCommit, TopicConfig, Unit
 
 use crate::{Fixture, chunk, segment};
 
-fn with_units(mut s: SegmentCommit, units: Vec<CommitUnit>) -> SegmentCommit {
+pub fn with_units(mut s: SegmentCommit, units: Vec<CommitUnit>) -> SegmentCommit {
     s.units = units;
     s
 }
@@ -22,7 +22,7 @@ fn expired(f: &Fixture, got: usize, want: usize) {
     }
 }
 
-fn unit(chunks: Vec<u32>, dedup: Option<Dedup>) -> CommitUnit {
+pub fn unit(chunks: Vec<u32>, dedup: Option<Dedup>) -> CommitUnit {
     CommitUnit {
         chunks,
         dedup,
