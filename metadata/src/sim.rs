@@ -11,18 +11,22 @@
 //!   last key returned when a limit cut it short, the whole range
 //!   otherwise); snapshot reads add none. Writes add their keys and cleared
 //!   ranges as write conflict ranges.
-//! * **Resolution.** A commit is refused with `not_committed` (1020,
-//!   [`ErrorClass::Conflict`]) when any transaction that committed after
-//!   its read version wrote into one of its read conflict ranges.
-//!   Read-only transactions always commit.
+//! * **Resolution.** A commit gets its version when it is sent, as
+//!   FoundationDB's proxies assign one first, and is refused with
+//!   `not_committed` (1020, [`ErrorClass::Conflict`]) when any transaction
+//!   with a version after its read version wrote into one of its read
+//!   conflict ranges. It becomes durable (readable, and answered) once its
+//!   commit latency has passed and every earlier version is durable; read
+//!   versions are the latest durable one. Read-only transactions always
+//!   commit.
 //! * **Limits.** A transaction older than 5 s gets `transaction_too_old`
 //!   (1007) on its next read or at commit; more than 10,000,000 bytes of
 //!   writes is `transaction_too_large` (2101); a key over 10,000 bytes is
 //!   `key_too_large` (2102), a value over 100,000 bytes `value_too_large`
 //!   (2103) — the last three fatal, as in FoundationDB.
 //! * **Latency.** Configurable read and commit latency, with jitter drawn
-//!   from the seeded generator ([`SimConfig`]); a commit is decided when its
-//!   latency has elapsed, so concurrent transactions really overlap.
+//!   from the seeded generator ([`SimConfig`]); the simulator's own work
+//!   on a commit counts toward its latency, as a real cluster's does.
 //! * **Watches** resolve when the key's committed value differs from the
 //!   one given.
 //!
@@ -34,7 +38,7 @@
 //! orders concurrent transactions, so a seeded run repeats its latencies,
 //! not necessarily its interleaving.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
@@ -152,6 +156,11 @@ struct Store {
     data: BTreeMap<Vec<u8>, Versions>,
     /// Commits of the last [`MAX_TXN_AGE`], oldest first.
     history: VecDeque<Committed>,
+    /// Every version up to this one is durable: read versions are taken
+    /// here, and commits are answered in version order.
+    durable: u64,
+    /// Versions past `durable` whose commit latency has passed.
+    done: BTreeSet<u64>,
     rng: u64,
     /// Where the next bounded sweep of old versions starts.
     sweep: Vec<u8>,
@@ -236,7 +245,8 @@ impl Store {
 struct Shared {
     config: SimConfig,
     store: Mutex<Store>,
-    /// Bumped on every commit; watches wait on it.
+    /// The durable version; watches and commits awaiting their turn wait
+    /// on it.
     commits: watch::Sender<u64>,
 }
 
@@ -277,7 +287,7 @@ impl SimKv {
 impl Kv for SimKv {
     async fn begin(&self, read_only: bool) -> Result<Box<dyn Txn>, KvError> {
         self.pause(self.shared.config.read_latency).await;
-        let read_version = self.shared.store.lock().version;
+        let read_version = self.shared.store.lock().durable;
         Ok(Box::new(SimTxn {
             kv: self.clone(),
             read_only,
@@ -297,7 +307,7 @@ impl Kv for SimKv {
         loop {
             let now = {
                 let s = self.shared.store.lock();
-                s.value_at(key, s.version).cloned()
+                s.value_at(key, s.durable).cloned()
             };
             if now.as_deref() != seen {
                 return Ok(());
@@ -491,59 +501,101 @@ impl Txn for SimTxn {
         if self.read_only || (self.writes.is_empty() && self.cleared.is_empty()) {
             return self.check_age();
         }
-        self.kv.pause(self.kv.shared.config.commit_latency).await;
         self.check_age()?;
-        let shared = &self.kv.shared;
-        let mut store = shared.store.lock();
-        let conflict = store
-            .history
-            .iter()
-            .filter(|c| c.version > self.read_version)
-            .any(|c| {
-                self.point_reads.iter().any(|k| c.wrote(k))
-                    || self.range_reads.iter().any(|r| c.wrote_in(r))
+        let shared = self.kv.shared.clone();
+        let config = shared.config;
+        let started = Instant::now();
+        let (latency, version) = {
+            let mut store = shared.store.lock();
+            let latency = store.draw(config.commit_latency, config.jitter);
+            let conflict = store
+                .history
+                .iter()
+                .filter(|c| c.version > self.read_version)
+                .any(|c| {
+                    self.point_reads.iter().any(|k| c.wrote(k))
+                        || self.range_reads.iter().any(|r| c.wrote_in(r))
+                });
+            if conflict {
+                return Err(error(ErrorClass::Conflict, 1020, "not_committed"));
+            }
+            store.version += 1;
+            let version = store.version;
+            for (begin, end) in &self.cleared {
+                let keys: Vec<Vec<u8>> = store
+                    .data
+                    .range::<[u8], _>((Bound::Included(&begin[..]), Bound::Excluded(&end[..])))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in keys {
+                    store.data.entry(k).or_default().push((version, None));
+                }
+            }
+            let horizon = store.horizon();
+            let points: Vec<Vec<u8>> = self.writes.keys().cloned().collect();
+            for (k, v) in self.writes {
+                // Most keys only ever get one version: no room for more.
+                let versions = store.data.entry(k).or_insert_with(|| Vec::with_capacity(1));
+                match versions.last_mut() {
+                    Some(last) if last.0 == version => last.1 = v,
+                    _ => versions.push((version, v)),
+                }
+                // What no live transaction can read (the new version is above
+                // the horizon, so the key itself stays).
+                if let Some(newest_old) = versions.iter().rposition(|(ver, _)| *ver <= horizon) {
+                    versions.drain(..newest_old);
+                }
+            }
+            let now = Instant::now();
+            store.history.push_back(Committed {
+                version,
+                at: now,
+                points,
+                ranges: merged(self.cleared),
             });
-        if conflict {
-            return Err(error(ErrorClass::Conflict, 1020, "not_committed"));
-        }
-        store.version += 1;
-        let version = store.version;
-        for (begin, end) in &self.cleared {
-            let keys: Vec<Vec<u8>> = store
-                .data
-                .range::<[u8], _>((Bound::Included(&begin[..]), Bound::Excluded(&end[..])))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in keys {
-                store.data.entry(k).or_default().push((version, None));
-            }
-        }
-        let horizon = store.horizon();
-        let points: Vec<Vec<u8>> = self.writes.keys().cloned().collect();
-        for (k, v) in self.writes {
-            // Most keys only ever get one version: no room for more.
-            let versions = store.data.entry(k).or_insert_with(|| Vec::with_capacity(1));
-            match versions.last_mut() {
-                Some(last) if last.0 == version => last.1 = v,
-                _ => versions.push((version, v)),
-            }
-            // What no live transaction can read (the new version is above
-            // the horizon, so the key itself stays).
-            if let Some(newest_old) = versions.iter().rposition(|(ver, _)| *ver <= horizon) {
-                versions.drain(..newest_old);
-            }
-        }
-        let now = Instant::now();
-        store.history.push_back(Committed {
+            store.prune(now);
+            (latency, version)
+        };
+        // Durable once its latency has passed (the simulator's own work
+        // above counting toward it), and answered once every earlier
+        // version is durable too, as FoundationDB answers commits.
+        let pending = PendingVersion {
+            shared: shared.clone(),
             version,
-            at: now,
-            points,
-            ranges: merged(self.cleared),
-        });
-        store.prune(now);
-        drop(store);
-        shared.commits.send_replace(version);
+        };
+        tokio::time::sleep(latency.saturating_sub(started.elapsed())).await;
+        drop(pending);
+        let mut durable = shared.commits.subscribe();
+        while *durable.borrow_and_update() < version {
+            if durable.changed().await.is_err() {
+                break;
+            }
+        }
         Ok(())
+    }
+}
+
+/// A decided commit not yet durable; marks its version durable when
+/// dropped (answered, or abandoned by a caller's timeout), so the durable
+/// version never stalls behind it.
+struct PendingVersion {
+    shared: Arc<Shared>,
+    version: u64,
+}
+
+impl Drop for PendingVersion {
+    fn drop(&mut self) {
+        let mut store = self.shared.store.lock();
+        store.done.insert(self.version);
+        loop {
+            let next = store.durable + 1;
+            if !store.done.remove(&next) {
+                break;
+            }
+            store.durable = next;
+        }
+        // Under the lock, so the channel only ever moves forward.
+        self.shared.commits.send_replace(store.durable);
     }
 }
 
