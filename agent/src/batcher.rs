@@ -435,7 +435,8 @@ async fn write_and_commit(
     };
     let commit_start = Instant::now();
     let commits = ctx.commits.clone();
-    let outcome = commit_in_order(commit.clone(), prev, commits.sequenced(), |c| {
+    let segment = commit.object.clone();
+    let outcome = commit_in_order(commit, prev, commits.sequenced(), |c| {
         let commits = commits.clone();
         async move { commits.commit(&c).await }
     })
@@ -443,7 +444,7 @@ async fn write_and_commit(
     ctx.metrics
         .commit_seconds
         .observe(commit_start.elapsed().as_secs_f64());
-    tracing::debug!(segment = %commit.object, bytes = size, chunks = infos.len(), "segment committed");
+    tracing::debug!(%segment, bytes = size, chunks = infos.len(), "segment committed");
     answer(ctx, pending, outcome);
     Ok(())
 }

@@ -77,7 +77,12 @@ impl Commits {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(ANSWER_TIMEOUT)
             .build()
-            .unwrap_or_default();
+            .unwrap_or_else(|e| {
+                // Only a broken TLS setup gets here; commits then go
+                // without those timeouts rather than not at all.
+                tracing::warn!(error = %e, "sequencer client: default settings");
+                reqwest::Client::default()
+            });
         Self {
             holder: env.random_u64(),
             md,
