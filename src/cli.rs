@@ -133,6 +133,8 @@ pub struct DevArgs {
     #[command(flatten)]
     pub tuning: Tuning,
     #[command(flatten)]
+    pub console: ConsoleArgs,
+    #[command(flatten)]
     pub compactor: CompactorTuning,
 }
 
@@ -261,6 +263,36 @@ pub struct AgentArgs {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub tuning: Tuning,
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+}
+
+/// The web console and the in-agent canary, shared by `silt dev` and
+/// `silt agent`.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Serve the web console at /ui (default: on for `silt dev`, off for
+    /// `silt agent`).
+    #[arg(long, env = "SILT_UI", action = clap::ArgAction::Set)]
+    pub ui: Option<bool>,
+    /// Run a canary inside the agent: a stamped record to --probe-topic
+    /// every --probe-interval-ms, read back, with availability and
+    /// end-to-end latency as silt_probe_* metrics (shown by the console).
+    #[arg(long, env = "SILT_PROBE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub probe: bool,
+    /// The in-agent canary's topic (created with one partition if missing).
+    #[arg(long, env = "SILT_PROBE_TOPIC", default_value = "silt-canary")]
+    pub probe_topic: String,
+    /// Time between the in-agent canary's records.
+    #[arg(long, env = "SILT_PROBE_INTERVAL_MS", default_value_t = 1000)]
+    pub probe_interval_ms: u64,
+    /// An in-agent canary produce slower than this counts as unavailable.
+    #[arg(long, env = "SILT_PROBE_TIMEOUT_MS", default_value_t = 2000)]
+    pub probe_timeout_ms: u64,
+    /// How often the agent samples its own metrics for the console's
+    /// charts (GET /v1/metrics/history keeps the last hour).
+    #[arg(long, env = "SILT_METRICS_HISTORY_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub metrics_history_interval_ms: u64,
 }
 
 #[derive(Debug, Args)]

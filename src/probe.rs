@@ -50,8 +50,27 @@ struct Outcome {
     outcome: &'static str,
 }
 
+/// What a canary does, wherever it runs (`silt probe`, or inside an agent).
 #[derive(Debug, Clone)]
-struct Metrics {
+pub struct Canary {
+    pub topic: String,
+    pub interval: Duration,
+    /// A produce slower than this counts as unavailable.
+    pub timeout: Duration,
+}
+
+impl ProbeArgs {
+    fn canary(&self) -> Canary {
+        Canary {
+            topic: self.topic.clone(),
+            interval: Duration::from_millis(self.interval_ms.max(10)),
+            timeout: Duration::from_millis(self.timeout_ms),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
     produce: Family<Outcome, Counter>,
     available: Gauge,
     e2e: Histogram,
@@ -59,7 +78,8 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn new(registry: &mut Registry) -> Self {
+    /// Registers the `silt_probe_*` metrics.
+    pub fn new(registry: &mut Registry) -> Self {
         let m = Self {
             produce: Family::default(),
             available: Gauge::default(),
@@ -99,14 +119,6 @@ fn now_ms() -> i64 {
 
 pub async fn run(a: ProbeArgs) -> anyhow::Result<()> {
     let client = Client::new(&a.client.url);
-    let path = format!("/v1/topics/{}", a.topic);
-    if client.get(&path).await.is_err() {
-        // Created by this probe or by another one at the same time.
-        let _ = client
-            .post("/v1/topics", &json!({"name": a.topic, "partitions": 1}))
-            .await;
-        client.get(&path).await?;
-    }
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let listener = tokio::net::TcpListener::bind(a.metrics_listen).await?;
@@ -122,17 +134,31 @@ pub async fn run(a: ProbeArgs) -> anyhow::Result<()> {
             tracing::error!(error = %e, "probe metrics endpoint failed");
         }
     });
+    run_canary(client, a.canary(), metrics).await
+}
+
+/// Runs a canary against `client`'s agent forever: creates its topic if
+/// missing, then produces and reads back.
+pub async fn run_canary(client: Client, c: Canary, metrics: Metrics) -> anyhow::Result<()> {
+    let path = format!("/v1/topics/{}", c.topic);
+    if client.get(&path).await.is_err() {
+        // Created by this probe or by another one at the same time.
+        let _ = client
+            .post("/v1/topics", &json!({"name": c.topic, "partitions": 1}))
+            .await;
+        client.get(&path).await?;
+    }
     // Read from the end as of now: only this run's records are measured.
     let start = client.get(&format!("{path}/partitions/0/offsets")).await?["latest_offset"]
         .as_u64()
         .unwrap_or(0);
     let reader = tokio::spawn(read_back(
         client.clone(),
-        a.topic.clone(),
+        c.topic.clone(),
         start,
         metrics.clone(),
     ));
-    let produced = produce_every(&client, &a, &metrics).await;
+    let produced = produce_every(&client, &c, &metrics).await;
     reader.abort();
     produced
 }
@@ -141,10 +167,10 @@ pub async fn run(a: ProbeArgs) -> anyhow::Result<()> {
 const GIVE_UP: Duration = Duration::from_secs(30);
 
 /// Produces one stamped record per interval, forever.
-async fn produce_every(client: &Client, a: &ProbeArgs, m: &Metrics) -> anyhow::Result<()> {
-    let url = client.url(&format!("/v1/topics/{}/partitions/0/records", a.topic));
-    let timeout = Duration::from_millis(a.timeout_ms);
-    let mut tick = tokio::time::interval(Duration::from_millis(a.interval_ms.max(10)));
+async fn produce_every(client: &Client, c: &Canary, m: &Metrics) -> anyhow::Result<()> {
+    let url = client.url(&format!("/v1/topics/{}/partitions/0/records", c.topic));
+    let timeout = c.timeout;
+    let mut tick = tokio::time::interval(c.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let in_flight = Arc::new(tokio::sync::Semaphore::new(64));
     loop {

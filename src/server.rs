@@ -7,13 +7,13 @@ use std::time::Duration;
 use anyhow::Context;
 use prometheus_client::registry::Registry;
 use silt_agent::{Agent, Metrics, SystemEnv};
-use silt_api::{AppState, HttpMetrics};
+use silt_api::{AppState, ConsoleConfig, HttpMetrics, ProbeInfo};
 use silt_metadata::Metadata;
 use silt_metadata::runner::RetryPolicy;
 use silt_segment::store::{Bounds, ObjectStorage};
 use tokio::net::TcpListener;
 
-use crate::cli::{AgentArgs, CompactorArgs, DevArgs, KafkaListen, Tuning};
+use crate::cli::{AgentArgs, CompactorArgs, ConsoleArgs, DevArgs, KafkaListen, Tuning};
 use silt_agent::Env;
 use silt_compactor::{Compactor, CompactorConfig, CompactorMetrics};
 
@@ -37,6 +37,7 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
         &metadata,
         listeners,
         &a.tuning,
+        Extras::new(&a.console, true),
         Some(compactor_config(&a.compactor, &dir)?),
     )
     .await
@@ -58,9 +59,41 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         &a.store.metadata_url()?,
         listeners,
         &a.tuning,
+        Extras::new(&a.console, false),
         None,
     )
     .await
+}
+
+/// What an agent serves beside the API: the console, the in-agent canary.
+struct Extras {
+    ui: bool,
+    probe: Option<crate::probe::Canary>,
+    history_interval: Duration,
+}
+
+impl Extras {
+    fn new(a: &ConsoleArgs, ui_by_default: bool) -> Self {
+        Self {
+            ui: a.ui.unwrap_or(ui_by_default),
+            probe: a.probe.then(|| crate::probe::Canary {
+                topic: a.probe_topic.clone(),
+                interval: Duration::from_millis(a.probe_interval_ms.max(10)),
+                timeout: Duration::from_millis(a.probe_timeout_ms),
+            }),
+            history_interval: Duration::from_millis(a.metrics_history_interval_ms),
+        }
+    }
+
+    fn console(&self) -> ConsoleConfig {
+        ConsoleConfig {
+            ui: self.ui,
+            probe: self.probe.as_ref().map(|c| ProbeInfo {
+                topic: c.topic.clone(),
+                interval_ms: c.interval.as_millis() as u64,
+            }),
+        }
+    }
 }
 
 /// `--advertise-url` with `{ip}` replaced by this host's first
@@ -272,14 +305,22 @@ async fn serve(
     metadata: &str,
     listeners: Listeners,
     tuning: &Tuning,
+    extras: Extras,
     compactor: Option<CompactorConfig>,
 ) -> anyhow::Result<()> {
     let (storage, md) = open(objects, metadata, tuning.store_bounds())?;
     let mut registry = Registry::default();
     // `silt dev` runs the compactor in the same process, its metrics beside the agent's.
     let compactor = compactor.map(|c| (c, CompactorMetrics::new(&mut registry)));
-    let state = build_with(storage.clone(), md.clone(), tuning, registry)?;
+    let probe = extras
+        .probe
+        .clone()
+        .map(|c| (c, crate::probe::Metrics::new(&mut registry)));
+    let state = build_with(storage.clone(), md.clone(), tuning, registry)?
+        .with_console(extras.console(), extras.history_interval);
     let agent = state.agent.clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let history = state.sample_history(stop.clone());
     let stop_compactor = tokio_util::sync::CancellationToken::new();
     let compactor = compactor.map(|(config, metrics)| {
         let c = new_compactor(config, md, storage, metrics, None);
@@ -319,7 +360,6 @@ async fn serve(
         );
     }
     agent.join_sequencing(reachable);
-    let stop = tokio_util::sync::CancellationToken::new();
     let kafka = kafka.map(|l| {
         tokio::spawn(silt_kafka::serve(
             l,
@@ -339,7 +379,28 @@ async fn serve(
         Duration::from_secs(tuning.header_timeout_secs.max(1)),
         stop.clone(),
     ));
+    let probe = probe.map(|(canary, metrics)| {
+        // The canary goes through this agent's own listener, as a client would.
+        let port = addr.port();
+        let host = if addr.ip().is_unspecified() {
+            format!("127.0.0.1:{port}")
+        } else {
+            addr.to_string()
+        };
+        let client = crate::client::Client::new(&format!("http://{host}"));
+        tokio::spawn(async move {
+            if let Err(e) = crate::probe::run_canary(client, canary, metrics).await {
+                tracing::error!(error = %e, "the in-agent canary stopped");
+            }
+        })
+    });
+    if extras.ui {
+        tracing::info!("web console on http://{addr}/ui");
+    }
     shutdown_signal().await;
+    if let Some(p) = probe {
+        p.abort();
+    }
     tracing::info!("shutting down: flushing buffered records and answering producers");
     let grace = Duration::from_secs(tuning.shutdown_timeout_secs);
     let drained = tokio::time::timeout(grace, async {
@@ -349,6 +410,7 @@ async fn serve(
     })
     .await;
     stop.cancel();
+    let _ = history.await;
     if let Some(task) = kafka {
         let _ = task.await;
     }

@@ -26,6 +26,7 @@ use silt_segment::produced::ProducedBatch;
 use tokio::sync::{oneshot, watch};
 
 use crate::batcher::{Appended, Part, Payload, UnitSpec};
+use crate::metrics::Traffic;
 use crate::reader::Limits;
 use crate::{Agent, BatchProblem, Error, Result};
 
@@ -34,6 +35,8 @@ use crate::{Agent, BatchProblem, Error, Result};
 pub struct PendingBatch {
     agent: Agent,
     topic: String,
+    /// Records in the batch.
+    records: u64,
     answer: oneshot::Receiver<Result<Appended>>,
 }
 
@@ -99,6 +102,7 @@ impl Agent {
             })),
             offsets: None,
         });
+        let records = u64::from(checked.record_count);
         let part = Part {
             topic_id: t.id,
             topic: t.name.as_str().into(),
@@ -111,6 +115,7 @@ impl Agent {
         Ok(PendingBatch {
             agent: self.clone(),
             topic: topic.to_owned(),
+            records,
             answer,
         })
     }
@@ -160,6 +165,9 @@ impl Agent {
             next = silt_segment::batch::copy_batches(&chunk, base, next, max_bytes, &mut out)?;
         }
         inner.metrics.fetch_records.inc_by(next - offset);
+        inner
+            .metrics
+            .count_topic(topic, Traffic::Fetch, next - offset);
         Ok(BatchRead {
             state,
             batches: out.freeze(),
@@ -209,6 +217,9 @@ impl Agent {
         };
         let base = first.offset;
         let next_offset = base + records.len() as u64;
+        self.inner
+            .metrics
+            .count_topic(&t.name, Traffic::Fetch, records.len() as u64);
         let records: Vec<_> = records.into_iter().map(|r| r.record).collect();
         let mut out = Vec::new();
         let base = i64::try_from(base).map_err(|_| Error::Internal("offset exceeds i64".into()))?;
@@ -226,10 +237,15 @@ impl PendingBatch {
     pub async fn wait(self) -> Result<BatchAppended> {
         let inner = &self.agent.inner;
         match self.answer.await {
-            Ok(Ok(Appended::Committed(bases))) => Ok(BatchAppended {
-                base_offset: bases.first().copied().unwrap_or_default(),
-                duplicate: false,
-            }),
+            Ok(Ok(Appended::Committed(bases))) => {
+                inner
+                    .metrics
+                    .count_topic(&self.topic, Traffic::Produce, self.records);
+                Ok(BatchAppended {
+                    base_offset: bases.first().copied().unwrap_or_default(),
+                    duplicate: false,
+                })
+            }
             Ok(Ok(Appended::Duplicate(a))) => {
                 inner.metrics.produce_duplicates.inc();
                 Ok(BatchAppended {

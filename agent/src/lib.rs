@@ -15,6 +15,7 @@ mod archive;
 pub mod batcher;
 mod batches;
 pub mod classic;
+pub mod cluster;
 pub mod config;
 pub mod env;
 mod error;
@@ -55,6 +56,7 @@ pub use silt_metadata::values::{OffsetReset, TopicAssignment};
 pub use silt_metadata::{ProducerId, Refusal};
 
 use batcher::{Append, FlushContext};
+use metrics::Traffic;
 use notify::Notifier;
 use reader::Reader;
 use sequencer::Unsequenced;
@@ -124,6 +126,8 @@ struct Inner {
     metrics: Metrics,
     shutdown: CancellationToken,
     batcher: Mutex<Option<JoinHandle<()>>>,
+    /// When this agent started, ms since the epoch.
+    started_ms: i64,
 }
 
 fn compression(c: CompressionName) -> Compression {
@@ -178,6 +182,7 @@ impl Agent {
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             ),
             sticky: partitioner::Sticky::new(env.random_u64() as u32),
+            started_ms: env.now_ms(),
             config,
             md,
             env,
@@ -276,6 +281,21 @@ impl Agent {
         Ok(TopicDescription { topic, partitions })
     }
 
+    /// Every topic with its partitions' states (sixteen topics read at a
+    /// time).
+    pub async fn describe_topics(&self) -> Result<Vec<TopicDescription>> {
+        use futures::{StreamExt, TryStreamExt};
+        let md = &self.inner.md;
+        futures::stream::iter(md.list_topics().await?)
+            .map(|topic| async move {
+                let partitions = md.partition_states(topic.id).await?;
+                Ok::<_, Error>(TopicDescription { topic, partitions })
+            })
+            .buffered(16)
+            .try_collect()
+            .await
+    }
+
     async fn partition_of(&self, topic: &str, partition: u32) -> Result<Arc<TopicInfo>> {
         let t = self.inner.topics.get(topic).await?;
         if partition >= t.partitions {
@@ -318,6 +338,19 @@ impl Agent {
 
     /// Reads records from `offset`, long-polling at the high-watermark.
     pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        req: FetchRequest,
+    ) -> Result<FetchResult> {
+        let r = self.read_or_wait(topic, partition, req).await?;
+        self.inner
+            .metrics
+            .count_topic(topic, Traffic::Fetch, r.records.len() as u64);
+        Ok(r)
+    }
+
+    async fn read_or_wait(
         &self,
         topic: &str,
         partition: u32,

@@ -29,6 +29,9 @@ pub struct Metrics {
     /// Segments per sequenced transaction (this agent as the sequencer).
     pub sequencer_batch_segments: Histogram,
     pub fetch_records: Counter,
+    /// Per topic and direction (`op`: `produce`, `fetch`): records through
+    /// this agent. See [`Metrics::count_topic`].
+    pub topic_records: Family<Vec<(String, String)>, Counter>,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     /// Chunks read back damaged (bad checksum or length); each is read again.
@@ -81,6 +84,7 @@ impl Metrics {
             segment_commits: Family::default(),
             sequencer_batch_segments: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             fetch_records: Counter::default(),
+            topic_records: Family::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
             corrupt_chunks: Counter::default(),
@@ -214,6 +218,11 @@ impl Metrics {
             "Records returned to consumers",
             m.fetch_records.clone(),
         );
+        r.register(
+            "topic_records",
+            "Records produced and fetched through this agent, per topic (op: produce, fetch)",
+            m.topic_records.clone(),
+        );
         r.register("cache_hits", "Read-cache hits", m.cache_hits.clone());
         r.register(
             "cache_misses",
@@ -241,6 +250,33 @@ impl Metrics {
             m.produce_duplicates.clone(),
         );
         m
+    }
+}
+
+/// A direction of [`Metrics::topic_records`].
+#[derive(Debug, Clone, Copy)]
+pub enum Traffic {
+    Produce,
+    Fetch,
+}
+
+impl Metrics {
+    /// Counts `records` produced to or fetched from `topic` through this
+    /// agent. (A deleted topic's series stays until the agent restarts.)
+    pub fn count_topic(&self, topic: &str, traffic: Traffic, records: u64) {
+        if records == 0 {
+            return;
+        }
+        let op = match traffic {
+            Traffic::Produce => "produce",
+            Traffic::Fetch => "fetch",
+        };
+        self.topic_records
+            .get_or_create(&vec![
+                ("topic".to_owned(), topic.to_owned()),
+                ("op".to_owned(), op.to_owned()),
+            ])
+            .inc_by(records);
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 
 use crate::batcher::{Admission, Append, Appended, Part, Payload, UnitSpec};
 use crate::groups::GroupCommit;
+use crate::metrics::Traffic;
 use crate::{Agent, Error, ProduceRecord, Result, compression, partitioner};
 
 /// Records for one topic.
@@ -98,6 +99,15 @@ impl Idempotence {
 /// Where each record of the request goes: `(part, position in part)`.
 type Placement = Vec<Vec<(usize, u64)>>;
 
+/// Records per topic of a request's parts.
+fn per_topic(parts: &[Part]) -> HashMap<Arc<str>, u64> {
+    let mut out = HashMap::new();
+    for p in parts {
+        *out.entry(p.topic.clone()).or_default() += u64::from(p.payload.record_count());
+    }
+    out
+}
+
 impl Agent {
     /// Appends records; answers with each record's partition and offset,
     /// in request order, once they are durable and visible.
@@ -160,10 +170,16 @@ impl Agent {
             .iter()
             .map(|p| (p.topic_id, p.partition, p.payload.record_count()))
             .collect();
+        let traffic = per_topic(&parts);
         let admission = self.admit(weight)?;
         let answer = self.enqueue(parts, unit, admission).await?;
         let (bases, duplicate) = match answer.await {
-            Ok(Ok(Appended::Committed(bases))) => (bases, false),
+            Ok(Ok(Appended::Committed(bases))) => {
+                for (topic, records) in traffic {
+                    inner.metrics.count_topic(&topic, Traffic::Produce, records);
+                }
+                (bases, false)
+            }
             Ok(Ok(Appended::Duplicate(a))) => {
                 let same = a.parts.len() == shape.len()
                     && a.parts

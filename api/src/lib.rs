@@ -6,6 +6,7 @@
 
 pub mod bodies;
 pub mod bounded;
+pub mod console;
 pub mod extract;
 pub mod listener;
 mod metrics;
@@ -23,7 +24,11 @@ use axum::routing::{get, post, put};
 use prometheus_client::registry::Registry;
 use silt_agent::Agent;
 
+pub use console::{ConsoleConfig, ProbeInfo};
 pub use metrics::HttpMetrics;
+
+use console::history::MetricsHistory;
+use tokio_util::sync::CancellationToken;
 
 /// Bounds on requests. Each limit is enforced with a clear problem answer.
 #[derive(Debug, Clone)]
@@ -77,7 +82,14 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub http: HttpMetrics,
     pub bodies: bodies::BodyBudget,
+    pub console: Arc<ConsoleConfig>,
+    /// Filled only once [`AppState::sample_history`] runs.
+    pub history: Arc<MetricsHistory>,
 }
+
+/// How often the metrics history samples, and how far back it keeps.
+pub const HISTORY_INTERVAL: Duration = Duration::from_secs(10);
+pub const HISTORY_WINDOW: Duration = Duration::from_secs(3600);
 
 impl AppState {
     pub fn new(agent: Agent, config: ApiConfig, registry: Registry, http: HttpMetrics) -> Self {
@@ -87,17 +99,42 @@ impl AppState {
             config: Arc::new(config),
             registry: Arc::new(registry),
             http,
+            console: Arc::default(),
+            history: Arc::new(MetricsHistory::new(HISTORY_INTERVAL, HISTORY_WINDOW)),
         }
+    }
+
+    /// Serves the console as `console` says, sampling the metrics history
+    /// every `interval` (for the last [`HISTORY_WINDOW`]).
+    pub fn with_console(mut self, console: ConsoleConfig, interval: Duration) -> Self {
+        self.console = Arc::new(console);
+        self.history = Arc::new(MetricsHistory::new(interval, HISTORY_WINDOW));
+        self
+    }
+
+    /// Samples this process's metrics into the history until `stop`.
+    pub fn sample_history(&self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let agent = self.agent.clone();
+        self.history
+            .spawn(self.registry.clone(), move || agent.now_ms(), stop)
     }
 }
 
 /// The whole API.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.max_request_bytes;
+    let console = if state.console.ui {
+        console::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(console)
         .route("/healthz", get(routes::meta::healthz))
         .route("/metrics", get(routes::meta::metrics))
         .route("/v1/openapi.json", get(routes::meta::openapi))
+        .route("/v1/cluster", get(routes::cluster::cluster))
+        .route("/v1/metrics/history", get(routes::cluster::history))
         .route(
             "/v1/topics",
             post(routes::topics::create).get(routes::topics::list),

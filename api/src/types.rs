@@ -331,6 +331,8 @@ pub struct PartitionOut {
     pub partition: u32,
     pub log_start_offset: u64,
     pub high_watermark: u64,
+    /// Stored (compressed) bytes of the readable records.
+    pub retained_bytes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -357,6 +359,7 @@ impl TopicOut {
                         partition: p as u32,
                         log_start_offset: s.log_start_offset,
                         high_watermark: s.high_watermark,
+                        retained_bytes: s.retained_bytes,
                     })
                     .collect()
             }),
@@ -373,6 +376,10 @@ pub struct TopicList {
 pub struct OffsetsOut {
     pub earliest_offset: u64,
     pub latest_offset: u64,
+    /// With `?timestamp=`: the first offset whose record's timestamp is at
+    /// least that (null if no record is that recent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp_offset: Option<Option<u64>>,
 }
 
 /// `{"topic","partition","offset","metadata"?}`: the next offset to consume.

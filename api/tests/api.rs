@@ -205,7 +205,7 @@ async fn openapi_document_matches_the_router() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 31);
+    assert_eq!(operations, 33);
 }
 
 /// Every problem code the API can answer is listed in the OpenAPI

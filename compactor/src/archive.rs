@@ -44,7 +44,7 @@ const READ_AHEAD: usize = 8;
 const BATCH_BYTES: usize = 4 << 20;
 
 /// What one archive pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ArchiveReport {
     pub files: usize,
     pub records: u64,

@@ -28,6 +28,7 @@ mod merge;
 mod metrics;
 mod reclaim;
 mod retention;
+mod status;
 
 pub use metrics::CompactorMetrics;
 
@@ -41,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 /// The lease the active compactor holds.
-pub const LEASE: &str = "compactor";
+pub const LEASE: &str = silt_metadata::keys::COMPACTOR_JOB;
 
 /// Tuning.
 #[derive(Debug, Clone)]
@@ -110,7 +111,7 @@ async fn read_checked_chunk(
 }
 
 /// What one garbage collection did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GcReport {
     pub scanned: usize,
     pub deleted: usize,
@@ -119,7 +120,7 @@ pub struct GcReport {
 }
 
 /// What one round did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TickReport {
     pub gc: GcReport,
     /// Metadata keys deleted because their time to live ended.
@@ -156,6 +157,9 @@ pub struct Compactor {
     metrics: CompactorMetrics,
     /// The Iceberg catalog, opened on first use.
     iceberg: tokio::sync::OnceCell<iceberg::Iceberg>,
+    /// Totals carried from round to round in the published status (`None`
+    /// until this process first published).
+    carried: std::sync::Mutex<Option<status::Carried>>,
 }
 
 impl std::fmt::Debug for Compactor {
@@ -191,6 +195,7 @@ impl Compactor {
             now_ms,
             metrics,
             iceberg: tokio::sync::OnceCell::new(),
+            carried: std::sync::Mutex::new(None),
         }
     }
 
@@ -242,6 +247,7 @@ impl Compactor {
                 m.lease_held.set(1);
                 m.record(report);
                 m.round_seconds.observe(start.elapsed().as_secs_f64());
+                self.publish_status(report, start.elapsed()).await;
             }
             Ok(None) => {
                 m.lease_held.set(0);

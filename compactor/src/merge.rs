@@ -23,7 +23,7 @@ const PLAN_ENTRIES: usize = 1024;
 const BATCH_TARGET_BYTES: usize = 256 << 10;
 
 /// What one merge pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MergeReport {
     /// Index entries replaced.
     pub entries: usize,

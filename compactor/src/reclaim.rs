@@ -11,7 +11,7 @@ use crate::{Compactor, Error};
 const BATCH: usize = 1_000;
 
 /// What one reclamation pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReclaimReport {
     /// Index entries of deleted topics removed.
     pub entries: usize,

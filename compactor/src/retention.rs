@@ -14,7 +14,7 @@ use crate::{Compactor, Error};
 const BATCH: usize = 100;
 
 /// What one retention pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RetentionReport {
     /// Index entries removed (their records are no longer readable).
     pub entries: usize,

@@ -32,6 +32,7 @@
 //! | 0x17 | `Reclaim(topic_id)`                        | the deleted topic's name: its index entries and archive files are still to reclaim |
 //! | 0x18 | `ShareGroup(group)`                        | `ShareGroupRecord`, JSON: subscription, leases, backoff, dead letters |
 //! | 0x19 | `LogChanged`                               | the id of the last change: written blind (never read in a transaction, so it conflicts with nothing) by every transaction that raises a high-watermark or removes partitions; each agent watches it, once, to wake its long-polls |
+//! | 0x1A | `JobStatus(job)`                           | `JobStatus`, JSON: a singleton job's last round (holder, when, its report), for operators; written blind by the lease holder |
 //!
 //! Invariants kept by [`crate::Metadata`]: for every partition, the `Index`
 //! entries tile `[log_start_offset, high_watermark)` without gaps or overlap,
@@ -70,6 +71,7 @@ pub enum KeyKind {
     Reclaim = 0x17,
     ShareGroup = 0x18,
     LogChanged = 0x19,
+    JobStatus = 0x1A,
 }
 
 /// A key of the keyspace.
@@ -101,12 +103,15 @@ pub enum Key<'a> {
     ShareRecord(&'a str, u64, u32, u64),
     ShareGroup(&'a str),
     LogChanged,
+    JobStatus(&'a str),
 }
 
 /// Counter names (`Counter` holds named u64 values: counters and job
 /// checkpoints).
 pub const TOPIC_ID_COUNTER: &str = "topic_id";
 pub const PRODUCER_ID_COUNTER: &str = "producer_id";
+/// The compactor's lease and `JobStatus` name.
+pub const COMPACTOR_JOB: &str = "compactor";
 /// Segments named before this time (ms) have been examined by GC.
 pub const GC_CHECKPOINT: &str = "gc.segments_checkpoint_ms";
 
@@ -138,6 +143,7 @@ impl Key<'_> {
             Key::ShareRecord(..) => KeyKind::ShareRecord,
             Key::ShareGroup(_) => KeyKind::ShareGroup,
             Key::LogChanged => KeyKind::LogChanged,
+            Key::JobStatus(_) => KeyKind::JobStatus,
         }
     }
 
@@ -153,7 +159,8 @@ impl Key<'_> {
             | Key::Idempotency(s)
             | Key::Collected(s)
             | Key::ObjectRefs(s)
-            | Key::ShareGroup(s) => put_str(&mut k, s),
+            | Key::ShareGroup(s)
+            | Key::JobStatus(s) => put_str(&mut k, s),
             Key::Topic(n) | Key::Producer(n) | Key::Reclaim(n) => {
                 k.extend_from_slice(&n.to_be_bytes())
             }
@@ -419,6 +426,7 @@ pub fn decode(key: &[u8]) -> Result<Key<'_>, BadKey> {
             }
             k if k == KeyKind::ShareGroup as u8 => Key::ShareGroup(e.str()?),
             k if k == KeyKind::LogChanged as u8 => Key::LogChanged,
+            k if k == KeyKind::JobStatus as u8 => Key::JobStatus(e.str()?),
             _ => return None,
         };
         e.done()?;
@@ -470,7 +478,8 @@ mod tests {
             for k in [Key::Segment(&n), Key::Counter(&n), Key::Lease(&n), Key::Group(&n),
                       Key::ProducerName(&n), Key::Idempotency(&n), Key::Collected(&n),
                       Key::ObjectRefs(&n), Key::Garbage(7, &n), Key::ShareGroup(&n),
-                      Key::ShareWindow(&n, 3, 4), Key::ShareRecord(&n, 3, 4, 5), Key::LogChanged] {
+                      Key::ShareWindow(&n, 3, 4), Key::ShareRecord(&n, 3, 4, 5), Key::LogChanged,
+                      Key::JobStatus(&n)] {
                 prop_assert!(round_trips(k));
             }
         }

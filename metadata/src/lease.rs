@@ -5,7 +5,7 @@
 //! the expiry it was granted, renewal or not.
 
 use crate::keys::Key;
-use crate::values::LeaseRecord;
+use crate::values::{JobStatus, LeaseRecord};
 use crate::{Metadata, Result};
 
 impl Metadata {
@@ -110,6 +110,34 @@ impl Metadata {
             Box::pin(async move {
                 txn.set(&key, &crate::values::encode_u64(value));
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Publishes what a singleton job's last round did (its lease holder
+    /// only; a blind write, so it conflicts with nothing).
+    pub async fn put_job_status(&self, job: &str, status: &JobStatus) -> Result<()> {
+        let (key, value) = (Key::JobStatus(job).encode(), status.encode());
+        self.run("put_job_status", false, |txn, _| {
+            let (key, value) = (key.clone(), value.clone());
+            Box::pin(async move {
+                txn.set(&key, &value);
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// What a singleton job's last round did, if it ever ran.
+    pub async fn job_status(&self, job: &str) -> Result<Option<JobStatus>> {
+        self.run("get_job_status", true, |txn, _| {
+            let key = Key::JobStatus(job).encode();
+            Box::pin(async move {
+                txn.get(&key, true)
+                    .await?
+                    .map(|b| JobStatus::decode(&b))
+                    .transpose()
             })
         })
         .await

@@ -65,7 +65,18 @@ async fn dashboards_and_alerts_name_only_exported_metrics() {
 
     // A live agent (with its compactor) that has done a bit of everything.
     let dir = tempdir();
-    let server = Silt::dev(dir.path(), &["--compactor-interval-secs", "1"]);
+    // With the in-agent canary, whose metrics the dashboard charts too.
+    let server = Silt::dev(
+        dir.path(),
+        &[
+            "--compactor-interval-secs",
+            "1",
+            "--probe",
+            "true",
+            "--probe-interval-ms",
+            "200",
+        ],
+    );
     let c = server.client();
     c.create_topic("obs", 2).await;
     c.produce("obs", &json!([{"key": "a", "value": "1"}, {"value": "2"}]))
@@ -123,10 +134,14 @@ async fn dashboards_and_alerts_name_only_exported_metrics() {
             .find_map(|l| l.strip_prefix("silt_compactor_rounds_total "))
             .and_then(|n| n.trim().parse::<f64>().ok())
             .unwrap_or(0.0);
-        if rounds > 0.0 {
+        let probed = text.contains("silt_probe_e2e_seconds_bucket");
+        if rounds > 0.0 && probed {
             break exported(&text);
         }
-        assert!(std::time::Instant::now() < deadline, "no compactor round");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no compactor round or canary record yet"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let mut missing = Vec::new();

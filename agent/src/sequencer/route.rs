@@ -95,6 +95,11 @@ impl Commits {
         }
     }
 
+    /// This agent's lease identity.
+    pub fn holder(&self) -> u64 {
+        self.holder
+    }
+
     /// Whether commits go to a sequencer now (this agent's or another's).
     pub fn sequenced(&self) -> bool {
         let now = self.env.now_ms();

@@ -1,3 +1,4 @@
+pub mod cluster;
 pub mod groups;
 pub mod internal;
 pub mod meta;

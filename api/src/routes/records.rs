@@ -263,14 +263,32 @@ pub(crate) fn wants_sse(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("text/event-stream"))
 }
 
-/// `GET /v1/topics/{topic}/partitions/{partition}/offsets`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffsetsQuery {
+    /// Milliseconds since the epoch: also find the first offset this recent.
+    timestamp: Option<i64>,
+}
+
+/// `GET /v1/topics/{topic}/partitions/{partition}/offsets[?timestamp=]`
 pub async fn offsets(
     State(s): State<AppState>,
     Path((topic, partition)): Path<(String, u32)>,
+    Query(q): Query<OffsetsQuery>,
 ) -> ApiResult<axum::Json<OffsetsOut>> {
     let st = s.agent.offsets(&topic, partition).await?;
+    let timestamp_offset = match q.timestamp {
+        Some(ts) => Some(
+            s.agent
+                .offset_for_timestamp(&topic, partition, ts)
+                .await?
+                .map(|(offset, _)| offset),
+        ),
+        None => None,
+    };
     Ok(axum::Json(OffsetsOut {
         earliest_offset: st.log_start_offset,
         latest_offset: st.high_watermark,
+        timestamp_offset,
     }))
 }

@@ -2,9 +2,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use crate::AppState;
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::problem::ApiResult;
 use crate::types::{CreateTopic, TopicList, TopicOut};
+use serde::Deserialize;
 
 pub async fn create(
     State(s): State<AppState>,
@@ -17,14 +18,34 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(TopicOut::new(t, None))))
 }
 
-pub async fn list(State(s): State<AppState>) -> ApiResult<axum::Json<TopicList>> {
-    let topics = s
-        .agent
-        .list_topics()
-        .await?
-        .into_iter()
-        .map(|t| TopicOut::new(t, None))
-        .collect();
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Include every topic's partition states.
+    #[serde(default)]
+    detail: bool,
+}
+
+/// `GET /v1/topics[?detail=true]`
+pub async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<axum::Json<TopicList>> {
+    let topics = if q.detail {
+        s.agent
+            .describe_topics()
+            .await?
+            .into_iter()
+            .map(|d| TopicOut::new(d.topic, Some(d.partitions)))
+            .collect()
+    } else {
+        s.agent
+            .list_topics()
+            .await?
+            .into_iter()
+            .map(|t| TopicOut::new(t, None))
+            .collect()
+    };
     Ok(axum::Json(TopicList { topics }))
 }
 

@@ -52,7 +52,7 @@ pub const NAMESPACE: &str = "silt";
 const FILES_PER_COMMIT: usize = 1_000;
 
 /// What one publishing pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct IcebergReport {
     pub commits: usize,
     pub files: usize,

@@ -237,6 +237,28 @@ pub struct LeaseRecord {
     pub contact: String,
 }
 
+/// Value of `JobStatus(job)`, JSON: what a singleton job's last round
+/// did, for operators (the console, `GET /v1/cluster`). Only the job's
+/// lease holder writes it, blind; nothing reads it in a transaction.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JobStatus {
+    /// The lease holder that ran the round.
+    pub holder: u64,
+    /// When the round finished, ms since the epoch.
+    pub finished_ms: i64,
+    /// The job's own report (its schema is the job's).
+    pub report: serde_json::Value,
+}
+
+impl JobStatus {
+    pub fn encode(&self) -> Vec<u8> {
+        groups::encode_json(self)
+    }
+    pub fn decode(b: &[u8]) -> Result<Self, Error> {
+        groups::decode_json(b, "job status")
+    }
+}
+
 pub(crate) const V1: u8 = 1;
 const V2: u8 = 2;
 

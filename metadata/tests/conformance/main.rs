@@ -498,6 +498,22 @@ async fn leases_admit_one_holder_at_a_time(f: Fixture) {
     );
 }
 
+async fn job_status_keeps_the_last_round(f: Fixture) {
+    use silt_metadata::values::JobStatus;
+    let md = &f.md;
+    assert_eq!(md.job_status("compactor").await.unwrap(), None);
+    for round in 1..=2 {
+        let status = JobStatus {
+            holder: 7,
+            finished_ms: 1_000 * round,
+            report: serde_json::json!({"rounds": round, "gc": {"deleted": 0}}),
+        };
+        md.put_job_status("compactor", &status).await.unwrap();
+        assert_eq!(md.job_status("compactor").await.unwrap(), Some(status));
+    }
+    assert_eq!(md.job_status("other").await.unwrap(), None);
+}
+
 async fn segment_commits_are_visible(f: Fixture) {
     let md = &f.md;
     let t = md
@@ -526,6 +542,7 @@ macro_rules! suite {
                 };
             }
             case!(topics_lifecycle);
+            case!(job_status_keeps_the_last_round);
             case!(commits_assign_dense_offsets);
             case!(commits_are_idempotent);
             case!(batches_commit_as_one_after_another);
