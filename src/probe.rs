@@ -22,6 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::ClientArgs;
 use crate::client::Client;
@@ -59,13 +60,19 @@ pub struct Canary {
     pub timeout: Duration,
 }
 
+impl Canary {
+    pub fn new(topic: &str, interval_ms: u64, timeout_ms: u64) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            interval: Duration::from_millis(interval_ms.max(10)),
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+}
+
 impl ProbeArgs {
     fn canary(&self) -> Canary {
-        Canary {
-            topic: self.topic.clone(),
-            interval: Duration::from_millis(self.interval_ms.max(10)),
-            timeout: Duration::from_millis(self.timeout_ms),
-        }
+        Canary::new(&self.topic, self.interval_ms, self.timeout_ms)
     }
 }
 
@@ -134,40 +141,73 @@ pub async fn run(a: ProbeArgs) -> anyhow::Result<()> {
             tracing::error!(error = %e, "probe metrics endpoint failed");
         }
     });
-    run_canary(client, a.canary(), metrics).await
+    let stop = CancellationToken::new();
+    run_canary(client, a.canary(), metrics, stop).await
 }
 
-/// Runs a canary against `client`'s agent forever: creates its topic if
-/// missing, then produces and reads back.
-pub async fn run_canary(client: Client, c: Canary, metrics: Metrics) -> anyhow::Result<()> {
-    let path = format!("/v1/topics/{}", c.topic);
-    if client.get(&path).await.is_err() {
-        // Created by this probe or by another one at the same time.
-        let _ = client
-            .post("/v1/topics", &json!({"name": c.topic, "partitions": 1}))
-            .await;
-        client.get(&path).await?;
-    }
-    // Read from the end as of now: only this run's records are measured.
-    let start = client.get(&format!("{path}/partitions/0/offsets")).await?["latest_offset"]
-        .as_u64()
-        .unwrap_or(0);
+/// Runs a canary against `client`'s agent until `stop`: creates its topic
+/// if missing (retrying until the agent answers), then produces and reads
+/// back. Its records carry this canary's random id as their key, and it
+/// times only those: canaries sharing the topic (one per agent, and
+/// `silt probe`) never measure each other.
+pub async fn run_canary(
+    client: Client,
+    c: Canary,
+    metrics: Metrics,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let id = format!("{:016x}", rand::random::<u64>());
+    let start = loop {
+        match prepare(&client, &c.topic).await {
+            Ok(start) => break start,
+            Err(e) => {
+                tracing::warn!(error = %e, topic = c.topic, "canary: its topic is not reachable yet; retrying");
+                metrics.available.set(0);
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(c.interval.max(Duration::from_secs(1))) => {}
+            () = stop.cancelled() => return Ok(()),
+        }
+    };
     let reader = tokio::spawn(read_back(
         client.clone(),
         c.topic.clone(),
+        id.clone(),
         start,
         metrics.clone(),
     ));
-    let produced = produce_every(&client, &c, &metrics).await;
+    let produced = tokio::select! {
+        r = produce_every(&client, &c, &id, &metrics) => r,
+        () = stop.cancelled() => Ok(()),
+    };
     reader.abort();
     produced
+}
+
+/// Creates the canary topic if missing; returns its end offset as of now,
+/// where reading starts (only this run's records are measured).
+async fn prepare(client: &Client, topic: &str) -> anyhow::Result<u64> {
+    let path = format!("/v1/topics/{topic}");
+    if client.get(&path).await.is_err() {
+        // Created by this canary or by another one at the same time.
+        let _ = client
+            .post("/v1/topics", &json!({"name": topic, "partitions": 1}))
+            .await;
+        client.get(&path).await?;
+    }
+    Ok(
+        client.get(&format!("{path}/partitions/0/offsets")).await?["latest_offset"]
+            .as_u64()
+            .unwrap_or(0),
+    )
 }
 
 /// How long a slow probe request may go on after it counted as a timeout.
 const GIVE_UP: Duration = Duration::from_secs(30);
 
 /// Produces one stamped record per interval, forever.
-async fn produce_every(client: &Client, c: &Canary, m: &Metrics) -> anyhow::Result<()> {
+async fn produce_every(client: &Client, c: &Canary, id: &str, m: &Metrics) -> anyhow::Result<()> {
     let url = client.url(&format!("/v1/topics/{}/partitions/0/records", c.topic));
     let timeout = c.timeout;
     let mut tick = tokio::time::interval(c.interval);
@@ -185,9 +225,9 @@ async fn produce_every(client: &Client, c: &Canary, m: &Metrics) -> anyhow::Resu
             continue;
         };
         let (http, url, m) = (client.http().clone(), url.clone(), m.clone());
+        let body = json!({"records": [{"key": id, "value": now_ms().to_string()}]});
         tokio::spawn(async move {
             let _permit = permit;
-            let body = json!({"records": [{"value": now_ms().to_string()}]});
             let request = http.post(&url).json(&body).timeout(GIVE_UP).send();
             tokio::pin!(request);
             let outcome = match tokio::time::timeout(timeout, &mut request).await {
@@ -206,15 +246,21 @@ async fn produce_every(client: &Client, c: &Canary, m: &Metrics) -> anyhow::Resu
     }
 }
 
-/// Reads the canary partition from `next` on, timing each record.
-async fn read_back(client: Client, topic: String, mut next: u64, m: Metrics) {
+/// Reads the canary partition from `next` on, timing each of this
+/// canary's records (key `id`).
+async fn read_back(client: Client, topic: String, id: String, mut next: u64, m: Metrics) {
     loop {
         let path = format!(
             "/v1/topics/{topic}/partitions/0/records?offset={next}&max_records=1000&wait_ms=1000"
         );
         match client.get(&path).await {
             Ok(v) => {
-                for r in v["records"].as_array().into_iter().flatten() {
+                let ours = v["records"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r["key"].as_str() == Some(id.as_str()));
+                for r in ours {
                     if let Some(sent) = r["value"].as_str().and_then(|s| s.parse::<i64>().ok()) {
                         let ms = (now_ms() - sent).max(0);
                         m.e2e.observe(ms as f64 / 1e3);

@@ -76,10 +76,8 @@ impl Extras {
     fn new(a: &ConsoleArgs, ui_by_default: bool) -> Self {
         Self {
             ui: a.ui.unwrap_or(ui_by_default),
-            probe: a.probe.then(|| crate::probe::Canary {
-                topic: a.probe_topic.clone(),
-                interval: Duration::from_millis(a.probe_interval_ms.max(10)),
-                timeout: Duration::from_millis(a.probe_timeout_ms),
+            probe: a.probe.then(|| {
+                crate::probe::Canary::new(&a.probe_topic, a.probe_interval_ms, a.probe_timeout_ms)
             }),
             history_interval: Duration::from_millis(a.metrics_history_interval_ms),
         }
@@ -379,6 +377,7 @@ async fn serve(
         Duration::from_secs(tuning.header_timeout_secs.max(1)),
         stop.clone(),
     ));
+    let stop_probe = tokio_util::sync::CancellationToken::new();
     let probe = probe.map(|(canary, metrics)| {
         // The canary goes through this agent's own listener, as a client would.
         let port = addr.port();
@@ -388,8 +387,9 @@ async fn serve(
             addr.to_string()
         };
         let client = crate::client::Client::new(&format!("http://{host}"));
+        let stop = stop_probe.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::probe::run_canary(client, canary, metrics).await {
+            if let Err(e) = crate::probe::run_canary(client, canary, metrics, stop).await {
                 tracing::error!(error = %e, "the in-agent canary stopped");
             }
         })
@@ -398,8 +398,10 @@ async fn serve(
         tracing::info!("web console on http://{addr}/ui");
     }
     shutdown_signal().await;
+    // The canary stops first: its produces would only meet a draining agent.
+    stop_probe.cancel();
     if let Some(p) = probe {
-        p.abort();
+        let _ = p.await;
     }
     tracing::info!("shutting down: flushing buffered records and answering producers");
     let grace = Duration::from_secs(tuning.shutdown_timeout_secs);

@@ -263,6 +263,7 @@ impl Agent {
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         self.inner.md.delete_topic(name).await?;
         self.inner.topics.invalidate(name);
+        self.inner.metrics.forget_topic(name);
         Ok(())
     }
 
@@ -281,19 +282,24 @@ impl Agent {
         Ok(TopicDescription { topic, partitions })
     }
 
-    /// Every topic with its partitions' states (sixteen topics read at a
-    /// time).
-    pub async fn describe_topics(&self) -> Result<Vec<TopicDescription>> {
+    /// The first `limit` topics (by name) with their partitions' states
+    /// (sixteen topics read at a time), and whether more topics exist.
+    pub async fn describe_topics(&self, limit: usize) -> Result<(Vec<TopicDescription>, bool)> {
         use futures::{StreamExt, TryStreamExt};
         let md = &self.inner.md;
-        futures::stream::iter(md.list_topics().await?)
+        let mut topics = md.list_topics().await?;
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        let more = topics.len() > limit;
+        topics.truncate(limit);
+        let described = futures::stream::iter(topics)
             .map(|topic| async move {
                 let partitions = md.partition_states(topic.id).await?;
                 Ok::<_, Error>(TopicDescription { topic, partitions })
             })
             .buffered(16)
             .try_collect()
-            .await
+            .await?;
+        Ok((described, more))
     }
 
     async fn partition_of(&self, topic: &str, partition: u32) -> Result<Arc<TopicInfo>> {

@@ -1,6 +1,7 @@
 //! Prometheus metrics of the data plane, registered into the process
 //! registry that `/metrics` encodes.
 
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -31,7 +32,7 @@ pub struct Metrics {
     pub fetch_records: Counter,
     /// Per topic and direction (`op`: `produce`, `fetch`): records through
     /// this agent. See [`Metrics::count_topic`].
-    pub topic_records: Family<Vec<(String, String)>, Counter>,
+    pub topic_records: Family<TopicTraffic, Counter>,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     /// Chunks read back damaged (bad checksum or length); each is read again.
@@ -254,29 +255,58 @@ impl Metrics {
 }
 
 /// A direction of [`Metrics::topic_records`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Traffic {
+    /// Records acknowledged to producers.
     Produce,
+    /// Records answered to consumers: fetches (HTTP, Kafka, group members)
+    /// and share-group deliveries.
     Fetch,
+}
+
+impl EncodeLabelValue for Traffic {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(match self {
+            Traffic::Produce => "produce",
+            Traffic::Fetch => "fetch",
+        })
+    }
+}
+
+/// Labels of [`Metrics::topic_records`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicTraffic {
+    pub topic: String,
+    pub op: Traffic,
 }
 
 impl Metrics {
     /// Counts `records` produced to or fetched from `topic` through this
-    /// agent. (A deleted topic's series stays until the agent restarts.)
-    pub fn count_topic(&self, topic: &str, traffic: Traffic, records: u64) {
+    /// agent.
+    pub fn count_topic(&self, topic: &str, op: Traffic, records: u64) {
         if records == 0 {
             return;
         }
-        let op = match traffic {
-            Traffic::Produce => "produce",
-            Traffic::Fetch => "fetch",
+        let labels = TopicTraffic {
+            topic: topic.to_owned(),
+            op,
         };
-        self.topic_records
-            .get_or_create(&vec![
-                ("topic".to_owned(), topic.to_owned()),
-                ("op".to_owned(), op.to_owned()),
-            ])
-            .inc_by(records);
+        self.topic_records.get_or_create(&labels).inc_by(records);
+    }
+
+    /// Forgets a deleted topic's traffic series (on the agent that deleted
+    /// it; others keep theirs until they restart).
+    pub fn forget_topic(&self, topic: &str) {
+        for op in [Traffic::Produce, Traffic::Fetch] {
+            self.topic_records.remove(&TopicTraffic {
+                topic: topic.to_owned(),
+                op,
+            });
+        }
     }
 }
 

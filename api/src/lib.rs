@@ -10,6 +10,7 @@ pub mod console;
 pub mod extract;
 pub mod listener;
 mod metrics;
+mod origin;
 pub mod problem;
 mod routes;
 pub mod server;
@@ -203,6 +204,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             bodies::admit,
         ))
+        .layer(axum::middleware::from_fn(origin::same_origin))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

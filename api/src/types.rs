@@ -370,6 +370,10 @@ impl TopicOut {
 #[derive(Debug, Serialize)]
 pub struct TopicList {
     pub topics: Vec<TopicOut>,
+    /// With `detail`: more topics exist than the first 1,000, which alone
+    /// were described.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 #[derive(Debug, Serialize)]

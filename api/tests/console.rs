@@ -216,7 +216,11 @@ async fn the_cluster_view_shows_the_compactor_and_probe() {
         finished_ms: 1_500,
         report: json!({"duration_ms": 7, "rounds": 3, "report": {"archive": {"lag_records": 5}}}),
     };
-    f.md.put_job_status("compactor", &status).await.unwrap();
+    assert!(
+        f.md.put_job_status("compactor", &status, 1_000)
+            .await
+            .unwrap()
+    );
     let v = get(&f.state, "/v1/cluster").await.json();
     assert_eq!(v["compactor"]["lease"]["holder"], "42");
     let round = &v["compactor"]["last_round"];
@@ -282,4 +286,55 @@ async fn metrics_history_samples_this_agents_metrics() {
     }
     stop.cancel();
     sampler.await.unwrap();
+}
+
+#[tokio::test]
+async fn other_sites_cannot_change_anything_through_a_browser() {
+    let f = fixture(ConsoleConfig::default());
+    let post = |origin: Option<&'static str>, name: &'static str| {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/topics")
+            .header("host", "127.0.0.1:8080");
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        // No Content-Type: what a cross-site "simple" request can send.
+        let body = serde_json::to_vec(&json!({"name": name, "partitions": 1})).unwrap();
+        let app = app(f.state.clone());
+        async move {
+            let res = app
+                .oneshot(req.body(Body::from(body)).unwrap())
+                .await
+                .unwrap();
+            res.status()
+        }
+    };
+    assert_eq!(
+        post(Some("https://evil.example"), "a").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(post(Some("null"), "a").await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        post(Some("http://127.0.0.1:9999"), "a").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get(&f.state, "/v1/topics/a").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // The console's own page, and clients that send no Origin.
+    assert_eq!(
+        post(Some("http://127.0.0.1:8080"), "b").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(post(None, "c").await, StatusCode::CREATED);
+    // Reading is not refused: the answer is the browser's to withhold.
+    let mut req = Request::builder().uri("/v1/topics");
+    req = req.header("origin", "https://evil.example");
+    let res = app(f.state.clone())
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
 }

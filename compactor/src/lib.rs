@@ -157,9 +157,6 @@ pub struct Compactor {
     metrics: CompactorMetrics,
     /// The Iceberg catalog, opened on first use.
     iceberg: tokio::sync::OnceCell<iceberg::Iceberg>,
-    /// Totals carried from round to round in the published status (`None`
-    /// until this process first published).
-    carried: std::sync::Mutex<Option<status::Carried>>,
 }
 
 impl std::fmt::Debug for Compactor {
@@ -195,7 +192,6 @@ impl Compactor {
             now_ms,
             metrics,
             iceberg: tokio::sync::OnceCell::new(),
-            carried: std::sync::Mutex::new(None),
         }
     }
 

@@ -1,9 +1,11 @@
 //! What the compactor tells operators about itself. After each round the
 //! lease holder writes `JobStatus("compactor")` (metadata key 0x1A) holding
 //! a [`Status`], so every agent can show the compactor's health (`GET
-//! /v1/cluster`, the console) wherever the compactor runs. Publishing is
-//! best effort: a failed write is logged and the next round writes again;
-//! no job reads it back except to carry its totals on.
+//! /v1/cluster`, the console) wherever the compactor runs. Only the
+//! lease's current holder can write it (the write checks the lease in the
+//! same transaction). Publishing is best effort: a failed write is logged
+//! and the next round writes again; no job reads it back except to carry
+//! its totals on.
 
 use serde::{Deserialize, Serialize};
 use silt_metadata::values::JobStatus;
@@ -15,7 +17,7 @@ use crate::{Compactor, LEASE, TickReport};
 pub struct Status {
     /// How long the last round took.
     pub duration_ms: u64,
-    /// Rounds run by any holder since the record was first written.
+    /// Totals over every holder's rounds.
     #[serde(flatten)]
     pub carried: Carried,
     /// What the last round did.
@@ -26,6 +28,7 @@ pub struct Status {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Carried {
+    /// Rounds run by any holder since the record was first written.
     pub rounds: u64,
     /// When a round last merged segments.
     pub last_merge_ms: Option<i64>,
@@ -50,26 +53,22 @@ impl Carried {
 }
 
 impl Compactor {
-    /// Publishes a finished round's status.
+    /// Publishes a finished round's status, carrying the totals on from
+    /// the record as it stands (another holder may have written it since
+    /// this one last did: one point read per round).
     pub(crate) async fn publish_status(&self, report: &TickReport, duration: std::time::Duration) {
-        let previous = *self.carried.lock().unwrap_or_else(|e| e.into_inner());
-        let previous = match previous {
-            Some(c) => c,
-            // First round of this process: carry on from the record.
-            None => match self.md.job_status(LEASE).await {
-                Ok(Some(s)) => serde_json::from_value(s.report).unwrap_or_default(),
-                Ok(None) => Carried::default(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "compactor: could not read its status");
-                    return;
-                }
-            },
+        let previous = match self.md.job_status(LEASE).await {
+            Ok(Some(s)) => serde_json::from_value(s.report).unwrap_or_default(),
+            Ok(None) => Carried::default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "compactor: could not read its status");
+                return;
+            }
         };
         let finished_ms = (self.now_ms)();
-        let carried = previous.after(report, finished_ms);
         let status = Status {
             duration_ms: duration.as_millis() as u64,
-            carried,
+            carried: previous.after(report, finished_ms),
             report: *report,
         };
         let record = JobStatus {
@@ -77,8 +76,9 @@ impl Compactor {
             finished_ms,
             report: serde_json::to_value(&status).unwrap_or_default(),
         };
-        match self.md.put_job_status(LEASE, &record).await {
-            Ok(()) => *self.carried.lock().unwrap_or_else(|e| e.into_inner()) = Some(carried),
+        match self.md.put_job_status(LEASE, &record, finished_ms).await {
+            Ok(true) => {}
+            Ok(false) => tracing::info!("compactor: lease lost; not publishing this round"),
             Err(e) => tracing::warn!(error = %e, "compactor: could not publish its status"),
         }
     }

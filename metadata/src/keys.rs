@@ -32,7 +32,7 @@
 //! | 0x17 | `Reclaim(topic_id)`                        | the deleted topic's name: its index entries and archive files are still to reclaim |
 //! | 0x18 | `ShareGroup(group)`                        | `ShareGroupRecord`, JSON: subscription, leases, backoff, dead letters |
 //! | 0x19 | `LogChanged`                               | the id of the last change: written blind (never read in a transaction, so it conflicts with nothing) by every transaction that raises a high-watermark or removes partitions; each agent watches it, once, to wake its long-polls |
-//! | 0x1A | `JobStatus(job)`                           | `JobStatus`, JSON: a singleton job's last round (holder, when, its report), for operators; written blind by the lease holder |
+//! | 0x1A | `JobStatus(job)`                           | `JobStatus`, JSON: a singleton job's last round (holder, when, its report), for operators; written only by the job's lease holder |
 //!
 //! Invariants kept by [`crate::Metadata`]: for every partition, the `Index`
 //! entries tile `[log_start_offset, high_watermark)` without gaps or overlap,

@@ -115,15 +115,29 @@ impl Metadata {
         .await
     }
 
-    /// Publishes what a singleton job's last round did (its lease holder
-    /// only; a blind write, so it conflicts with nothing).
-    pub async fn put_job_status(&self, job: &str, status: &JobStatus) -> Result<()> {
-        let (key, value) = (Key::JobStatus(job).encode(), status.encode());
+    /// Publishes what a singleton job's last round did, if `status.holder`
+    /// holds the job's lease at `now_ms` (read in the transaction, so a
+    /// holder that lost the lease mid-round cannot overwrite its
+    /// successor's status). Returns whether it was written.
+    pub async fn put_job_status(&self, job: &str, status: &JobStatus, now_ms: i64) -> Result<bool> {
+        let (lease, key, value) = (
+            Key::Lease(job).encode(),
+            Key::JobStatus(job).encode(),
+            status.encode(),
+        );
+        let holder = status.holder;
         self.run("put_job_status", false, |txn, _| {
-            let (key, value) = (key.clone(), value.clone());
+            let (lease, key, value) = (lease.clone(), key.clone(), value.clone());
             Box::pin(async move {
+                let Some(b) = txn.get(&lease, false).await? else {
+                    return Ok(false);
+                };
+                let l = LeaseRecord::decode(&b)?;
+                if l.holder != holder || l.expires_ms <= now_ms {
+                    return Ok(false);
+                }
                 txn.set(&key, &value);
-                Ok(())
+                Ok(true)
             })
         })
         .await

@@ -3,8 +3,8 @@
 // Starts `silt dev` on 127.0.0.1 with a fresh data dir, sets data up through
 // the /v1 HTTP API, then drives the console with playwright-core and checks
 // what it shows: topics, the record browser (text and hex, live follow),
-// consumer-group lag, creating and deleting a topic through the dialogs, the
-// agent's probe and the compactor's last round; and that the page logged no
+// consumer-group lag, a share group's totals, creating and deleting a topic
+// through the dialogs, the agent's probe and the compactor's last round; and that the page logged no
 // errors. See README.md next to this file for how to run it.
 //
 // Environment:
@@ -427,7 +427,35 @@ if (missing.length && requireBrowser) {
       await assertNoBanner();
     });
 
-    test("6. agent probe and compactor pages", { timeout: STEP_MS }, async () => {
+    test("6. a share group's totals follow leases and acks", { timeout: STEP_MS }, async () => {
+      // payments holds 5 records by now (3, then 2 more in test 4).
+      await api("PUT", "/v1/share-groups/mailers", { topics: ["payments"], start: "earliest" }, 201);
+      const leased = await api("POST", "/v1/share-groups/mailers/fetch", { max_records: 2 }, 200);
+      const ids = leased.data.records.map((r) => r.delivery_id);
+      assert.equal(ids.length, 2, JSON.stringify(leased.data));
+
+      await open("/shares");
+      await eventually("the share-group list shows mailers", async () => {
+        const cells = await rowCells(S.page.locator("[data-testid=share-row][data-share=mailers]"));
+        assert.equal(cells[0], "mailers");
+      });
+      await S.page.locator("[data-testid=share-row][data-share=mailers] a").first().click();
+      await S.page.waitForURL(/#\/shares\/mailers$/);
+      const total = (id) => byTestId(id).textContent().then((t) => t.trim());
+      await eventually("2 leased, 3 available, none accepted", async () => {
+        assert.deepEqual([await total("total-leased"), await total("total-available"), await total("total-accepted")], ["2", "3", "0"]);
+      });
+      const loads = await markWindow();
+      await api("POST", "/v1/share-groups/mailers/acks", { accept: [ids[0]], release: [], reject: [], extend: [] }, 200);
+      await eventually("after one accept: 1 leased, 1 accepted", async () => {
+        assert.deepEqual([await total("total-leased"), await total("total-accepted")], ["1", "1"]);
+      });
+      await assertNoReload(loads);
+      await assertNoBanner();
+      await screenshot("11-share-group");
+    });
+
+    test("7. agent probe and compactor pages", { timeout: STEP_MS }, async () => {
       await open("/agent");
       await byTestId("agent").waitFor();
       await eventually("probe status is available", async () => {
@@ -452,7 +480,7 @@ if (missing.length && requireBrowser) {
       await screenshot("10-compactor");
     });
 
-    test("7. the page logged no errors", () => {
+    test("8. the page logged no errors", () => {
       assert.deepEqual(S.problems, [], `the page reported errors:\n${S.problems.join("\n")}`);
     });
   });

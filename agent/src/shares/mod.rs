@@ -385,10 +385,11 @@ impl Agent {
                 record,
             });
         }
+        let delivered = (out.len() - before) as u64;
+        inner.metrics.share_deliveries.inc_by(delivered);
         inner
             .metrics
-            .share_deliveries
-            .inc_by((out.len() - before) as u64);
+            .count_topic(&t.name, crate::metrics::Traffic::Fetch, delivered);
         Ok(())
     }
 

@@ -5,9 +5,10 @@
 //! `/metrics` scrape would), parses the text, and appends one sample per
 //! series to a ring of `capacity` samples. Counters stay cumulative: the
 //! reader computes rates. Histogram buckets are skipped (their `_sum` and
-//! `_count` are kept). Bounded: at most [`MAX_SERIES`] series (more are
-//! counted in `dropped_series`, never stored), and a series absent from
-//! every kept sample is forgotten.
+//! `_count` are kept). Bounded: at most [`MAX_SERIES`] series and
+//! [`MAX_VALUES`] values in all (values of further series are counted as
+//! dropped, never stored), and a series absent from every kept sample is
+//! forgotten.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Most series kept.
 pub const MAX_SERIES: usize = 4096;
+/// Most values kept, over all series and samples (32 MiB).
+pub const MAX_VALUES: usize = 4 << 20;
 
 /// A series: a metric name and its labels, in exposition order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -40,15 +43,25 @@ pub struct Snapshot {
     pub interval: Duration,
     pub times: Vec<i64>,
     pub series: Vec<SeriesValues>,
-    pub dropped_series: u64,
+    /// Values not kept because the history held its most series.
+    pub dropped_values: u64,
+}
+
+#[derive(Debug)]
+struct Series {
+    /// Aligned with the ring's `times` (NaN: absent).
+    values: VecDeque<f64>,
+    /// The number of the last sample that had this series.
+    last_seen: u64,
 }
 
 #[derive(Debug, Default)]
 struct Ring {
     times: VecDeque<i64>,
-    /// Values per series, aligned with `times` (NaN: absent).
-    series: HashMap<SeriesKey, VecDeque<f64>>,
-    dropped_series: u64,
+    series: HashMap<SeriesKey, Series>,
+    /// Samples recorded so far.
+    samples: u64,
+    dropped_values: u64,
 }
 
 /// The ring of samples.
@@ -56,17 +69,19 @@ struct Ring {
 pub struct MetricsHistory {
     interval: Duration,
     capacity: usize,
+    max_series: usize,
     ring: Mutex<Ring>,
 }
 
 impl MetricsHistory {
-    /// Keeps `window / interval` samples (at least two).
+    /// Keeps `window / interval` samples (2 to 36,000).
     pub fn new(interval: Duration, window: Duration) -> Self {
         let interval = interval.max(Duration::from_millis(100));
         let capacity = (window.as_millis() / interval.as_millis()).clamp(2, 36_000) as usize;
         Self {
             interval,
             capacity,
+            max_series: MAX_SERIES.min(MAX_VALUES / capacity),
             ring: Mutex::new(Ring::default()),
         }
     }
@@ -103,61 +118,81 @@ impl MetricsHistory {
 
     /// Appends one sample parsed from the text exposition format.
     pub fn record(&self, at_ms: i64, exposition: &str) {
+        let parsed: Vec<(SeriesKey, f64)> = exposition.lines().filter_map(parse_line).collect();
         let mut ring = self.ring.lock();
         let Ring {
             times,
             series,
-            dropped_series,
+            samples,
+            dropped_values,
         } = &mut *ring;
         let depth = times.len();
+        *samples += 1;
+        let now = *samples;
         times.push_back(at_ms);
-        for (key, value) in exposition.lines().filter_map(parse_line) {
-            if let Some(values) = series.get_mut(&key) {
+        for (key, value) in parsed {
+            if let Some(s) = series.get_mut(&key) {
                 // (A series listed twice keeps its first value.)
-                if values.len() == depth {
-                    values.push_back(value);
+                if s.last_seen != now {
+                    s.values.push_back(value);
+                    s.last_seen = now;
                 }
-            } else if series.len() < MAX_SERIES {
+            } else if series.len() < self.max_series {
                 let mut values = VecDeque::with_capacity(depth + 1);
                 values.extend(std::iter::repeat_n(f64::NAN, depth));
                 values.push_back(value);
-                series.insert(key, values);
+                series.insert(
+                    key,
+                    Series {
+                        values,
+                        last_seen: now,
+                    },
+                );
             } else {
-                *dropped_series += 1;
+                *dropped_values += 1;
             }
         }
-        for values in series.values_mut() {
-            if values.len() == depth {
-                values.push_back(f64::NAN);
+        for s in series.values_mut() {
+            if s.last_seen != now {
+                s.values.push_back(f64::NAN);
             }
         }
         if times.len() > self.capacity {
             times.pop_front();
-            for values in series.values_mut() {
-                values.pop_front();
+            for s in series.values_mut() {
+                s.values.pop_front();
             }
-            series.retain(|_, v| v.iter().any(|x| !x.is_nan()));
+            let capacity = self.capacity as u64;
+            series.retain(|_, s| now - s.last_seen < capacity);
         }
     }
 
-    /// The series of the metrics named `names`.
-    pub fn select(&self, names: &[&str]) -> Snapshot {
+    /// The series of the metrics named `names`, over the last `last`
+    /// samples (all kept when `None`).
+    pub fn select(&self, names: &[&str], last: Option<usize>) -> Snapshot {
         let ring = self.ring.lock();
+        let skip = last.map_or(0, |n| ring.times.len().saturating_sub(n));
         let mut series: Vec<SeriesValues> = ring
             .series
             .iter()
             .filter(|(k, _)| names.contains(&k.name.as_str()))
-            .map(|(k, v)| SeriesValues {
+            .map(|(k, s)| SeriesValues {
                 key: k.clone(),
-                values: v.iter().map(|x| (!x.is_nan()).then_some(*x)).collect(),
+                values: s
+                    .values
+                    .iter()
+                    .skip(skip)
+                    .map(|x| (!x.is_nan()).then_some(*x))
+                    .collect(),
             })
+            .filter(|s| s.values.iter().any(Option::is_some))
             .collect();
         series.sort_by(|a, b| (&a.key.name, &a.key.labels).cmp(&(&b.key.name, &b.key.labels)));
         Snapshot {
             interval: self.interval,
-            times: ring.times.iter().copied().collect(),
+            times: ring.times.iter().skip(skip).copied().collect(),
             series,
-            dropped_series: ring.dropped_series,
+            dropped_values: ring.dropped_values,
         }
     }
 }
@@ -250,13 +285,13 @@ mod tests {
         h.record(1, "a 1\n");
         h.record(2, "a 2\nb 5\n");
         h.record(3, "b 6\n");
-        let s = h.select(&["a", "b"]);
+        let s = h.select(&["a", "b"], None);
         assert_eq!(s.times, [1, 2, 3]);
         assert_eq!(s.series[0].values, [Some(1.0), Some(2.0), None]);
         assert_eq!(s.series[1].values, [None, Some(5.0), Some(6.0)]);
         h.record(4, "b 7\n");
         h.record(5, "b 8\n");
-        let s = h.select(&["a", "b"]);
+        let s = h.select(&["a", "b"], None);
         assert_eq!(s.times, [3, 4, 5]);
         assert_eq!(
             s.series.len(),
@@ -264,6 +299,11 @@ mod tests {
             "a series absent from every kept sample is forgotten"
         );
         assert_eq!(s.series[0].values, [Some(6.0), Some(7.0), Some(8.0)]);
+        let s = h.select(&["b"], Some(2));
+        assert_eq!(
+            (s.times, s.series[0].values.clone()),
+            (vec![4, 5], vec![Some(7.0), Some(8.0)])
+        );
     }
 
     #[test]
@@ -273,7 +313,12 @@ mod tests {
             .map(|i| format!("m{{i=\"{i}\"}} 1\n"))
             .collect();
         h.record(1, &text);
-        let s = h.select(&["m"]);
-        assert_eq!((s.series.len(), s.dropped_series), (MAX_SERIES, 10));
+        h.record(2, &text);
+        let s = h.select(&["m"], None);
+        assert_eq!((s.series.len(), s.dropped_values), (MAX_SERIES, 20));
+        // Long windows keep fewer series, so the values stay bounded.
+        let long = MetricsHistory::new(Duration::from_millis(100), Duration::from_secs(3600));
+        long.record(1, &text);
+        assert_eq!(long.select(&["m"], None).series.len(), MAX_VALUES / 36_000);
     }
 }

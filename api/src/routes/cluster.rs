@@ -73,12 +73,12 @@ pub async fn cluster(State(s): State<AppState>) -> ApiResult<axum::Json<ClusterO
         compactor,
     } = s.agent.cluster().await?;
     let last_round = compactor.last_round.map(|st| {
-        let mut out = serde_json::Map::new();
+        let mut out = match st.report {
+            serde_json::Value::Object(report) => report,
+            _ => serde_json::Map::new(),
+        };
         out.insert("holder".into(), st.holder.to_string().into());
         out.insert("finished_ms".into(), st.finished_ms.into());
-        if let serde_json::Value::Object(report) = st.report {
-            out.extend(report);
-        }
         serde_json::Value::Object(out)
     });
     let probe = s.console.probe.as_ref();
@@ -124,6 +124,8 @@ const MAX_HISTORY_NAMES: usize = 20;
 pub struct HistoryQuery {
     /// Comma-separated metric names, as exposed on `/metrics`.
     names: Option<String>,
+    /// Only the last this many samples (all by default).
+    last: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -131,8 +133,8 @@ pub struct HistoryOut {
     interval_ms: u64,
     times: Vec<i64>,
     series: Vec<SeriesOut>,
-    /// Series not kept because the history holds its maximum.
-    dropped_series: u64,
+    /// Values not kept because the history held its most series.
+    dropped_values: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -168,7 +170,7 @@ pub async fn history(
             ),
         ));
     }
-    let snap = s.history.select(&names);
+    let snap = s.history.select(&names, q.last);
     Ok(axum::Json(HistoryOut {
         interval_ms: snap.interval.as_millis() as u64,
         times: snap.times,
@@ -181,6 +183,6 @@ pub async fn history(
                 values: sv.values,
             })
             .collect(),
-        dropped_series: snap.dropped_series,
+        dropped_values: snap.dropped_values,
     }))
 }

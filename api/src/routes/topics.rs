@@ -26,27 +26,34 @@ pub struct ListQuery {
     detail: bool,
 }
 
+/// Most topics `GET /v1/topics?detail=true` describes (one metadata read
+/// each).
+pub const MAX_DETAILED_TOPICS: usize = 1000;
+
 /// `GET /v1/topics[?detail=true]`
 pub async fn list(
     State(s): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<TopicList>> {
-    let topics = if q.detail {
-        s.agent
-            .describe_topics()
-            .await?
+    if q.detail {
+        let (described, truncated) = s.agent.describe_topics(MAX_DETAILED_TOPICS).await?;
+        let topics = described
             .into_iter()
             .map(|d| TopicOut::new(d.topic, Some(d.partitions)))
-            .collect()
-    } else {
-        s.agent
-            .list_topics()
-            .await?
-            .into_iter()
-            .map(|t| TopicOut::new(t, None))
-            .collect()
-    };
-    Ok(axum::Json(TopicList { topics }))
+            .collect();
+        return Ok(axum::Json(TopicList { topics, truncated }));
+    }
+    let topics = s
+        .agent
+        .list_topics()
+        .await?
+        .into_iter()
+        .map(|t| TopicOut::new(t, None))
+        .collect();
+    Ok(axum::Json(TopicList {
+        topics,
+        truncated: false,
+    }))
 }
 
 pub async fn describe(

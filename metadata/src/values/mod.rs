@@ -238,8 +238,8 @@ pub struct LeaseRecord {
 }
 
 /// Value of `JobStatus(job)`, JSON: what a singleton job's last round
-/// did, for operators (the console, `GET /v1/cluster`). Only the job's
-/// lease holder writes it, blind; nothing reads it in a transaction.
+/// did, for operators (the console, `GET /v1/cluster`). Written only by
+/// the holder of the job's lease, checked in the same transaction.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobStatus {
     /// The lease holder that ran the round.

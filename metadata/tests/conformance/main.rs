@@ -498,19 +498,54 @@ async fn leases_admit_one_holder_at_a_time(f: Fixture) {
     );
 }
 
-async fn job_status_keeps_the_last_round(f: Fixture) {
+async fn job_status_keeps_the_last_round_of_the_lease_holder(f: Fixture) {
     use silt_metadata::values::JobStatus;
     let md = &f.md;
+    let status = |holder, finished_ms| JobStatus {
+        holder,
+        finished_ms,
+        report: serde_json::json!({"rounds": finished_ms, "gc": {"deleted": 0}}),
+    };
     assert_eq!(md.job_status("compactor").await.unwrap(), None);
-    for round in 1..=2 {
-        let status = JobStatus {
-            holder: 7,
-            finished_ms: 1_000 * round,
-            report: serde_json::json!({"rounds": round, "gc": {"deleted": 0}}),
-        };
-        md.put_job_status("compactor", &status).await.unwrap();
-        assert_eq!(md.job_status("compactor").await.unwrap(), Some(status));
+    assert!(
+        !md.put_job_status("compactor", &status(7, 1_000), 1_000)
+            .await
+            .unwrap(),
+        "nobody holds the lease: nothing is written"
+    );
+    assert!(md.acquire_lease("compactor", 7, 1_000, 100).await.unwrap());
+    for at in [1_010, 1_020] {
+        assert!(
+            md.put_job_status("compactor", &status(7, at), at)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            md.job_status("compactor").await.unwrap(),
+            Some(status(7, at))
+        );
     }
+    // Another holder, and the first one after its lease lapsed: refused.
+    assert!(
+        !md.put_job_status("compactor", &status(8, 1_030), 1_030)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !md.put_job_status("compactor", &status(7, 1_100), 1_100)
+            .await
+            .unwrap()
+    );
+    assert!(md.acquire_lease("compactor", 8, 1_100, 100).await.unwrap());
+    assert!(
+        md.put_job_status("compactor", &status(8, 1_110), 1_110)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        md.job_status("compactor").await.unwrap(),
+        Some(status(8, 1_110))
+    );
     assert_eq!(md.job_status("other").await.unwrap(), None);
 }
 
@@ -542,7 +577,7 @@ macro_rules! suite {
                 };
             }
             case!(topics_lifecycle);
-            case!(job_status_keeps_the_last_round);
+            case!(job_status_keeps_the_last_round_of_the_lease_holder);
             case!(commits_assign_dense_offsets);
             case!(commits_are_idempotent);
             case!(batches_commit_as_one_after_another);

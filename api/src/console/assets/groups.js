@@ -78,7 +78,7 @@ function viewShares(root, _params, ctx) {
     const rows = names.map((n, i) => {
       const d = details[i];
       const t = (d && d.totals) || {};
-      return `<tr data-testid="share-row" data-share="${esc(n)}">${td(link(href.share(n), n))}${td(esc(d ? d.topics.join(", ") : "–"))}${tdNum(t.available)}${tdNum(t.leased)}${tdNum(t.accepted)}${tdNum(t.dead_lettered)}${td(fmtOldest(t.oldest_unacked_ms), "num")}</tr>`;
+      return `<tr data-testid="share-row" data-share="${esc(n)}">${td(link(href.share(n), n))}${td(esc(d && Array.isArray(d.topics) ? d.topics.join(", ") : "–"))}${tdNum(t.available)}${tdNum(t.leased)}${tdNum(t.accepted)}${tdNum(t.dead_lettered)}${td(fmtOldest(t.oldest_unacked_ms), "num")}</tr>`;
     });
     const more = names.length > SHARE_DETAIL_MAX ? `<p class="muted">Totals shown for the first ${SHARE_DETAIL_MAX} groups.</p>` : "";
     setHtml(body, table("shares-table", headers, rows, "No share groups yet") + more);
@@ -113,7 +113,7 @@ function viewShare(root, [name], ctx) {
       setHtml(totals, `<h2>Totals</h2><div data-testid="share-totals">${kv([
         ["Available", esc(fmtNum(t.available)), "total-available"],
         ["Leased", esc(fmtNum(t.leased)), "total-leased"],
-        ["Accepted", esc(fmtNum(t.accepted))],
+        ["Accepted", esc(fmtNum(t.accepted)), "total-accepted"],
         ["Dead-lettered", esc(fmtNum(t.dead_lettered))],
         ["Redelivered", esc(fmtNum(t.redelivered))],
         ["Oldest unacked", fmtOldest(t.oldest_unacked_ms)],

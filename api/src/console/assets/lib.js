@@ -97,7 +97,8 @@ const Api = {
   shares: () => api("/v1/share-groups"),
   share: (g) => api(`/v1/share-groups/${enc(g)}`),
   cluster: () => api("/v1/cluster"),
-  history: (names) => api(`/v1/metrics/history?names=${names.map(enc).join(",")}`),
+  // `last`: only the latest samples (the topic list needs two, for rates).
+  history: (names, last) => api(`/v1/metrics/history?names=${names.map(enc).join(",")}${last ? `&last=${last}` : ""}`),
 };
 
 /** Awaits all: the values (undefined where failed) and the first error. */

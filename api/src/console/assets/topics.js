@@ -29,10 +29,10 @@ function viewTopics(root, _params, ctx) {
     <div id="topics-body"><p class="muted">Loading…</p></div>`;
   $("[data-testid=create-topic]", root).onclick = () => openCreateTopic(ctx);
   const body = $("#topics-body", root);
-  const headers = ["Name", "num:Partitions", "num:Records", "num:High watermark", "num:Log start", "num:Bytes", "num:Produce/s", "num:Fetch/s"];
+  const headers = ["Name", "num:Partitions", "num:Records", "num:High watermarks (Σ)", "num:Log starts (Σ)", "num:Bytes", "num:Produce/s", "num:Fetch/s"];
 
   return async () => {
-    const { values: [tr, h], error } = await settle([Api.topics(), Api.history(["silt_topic_records_total"])]);
+    const { values: [tr, h], error } = await settle([Api.topics(), Api.history(["silt_topic_records_total"], 2)]);
     if (!ctx.alive()) return;
     if (tr) {
       const topics = [...tr.topics].sort((a, b) => a.name.localeCompare(b.name));
@@ -41,7 +41,8 @@ function viewTopics(root, _params, ctx) {
         const rate = (op) => esc(fmtRate(last(rateOf(h, "silt_topic_records_total", { topic: t.name, op }))));
         return `<tr data-testid="topic-row" data-topic="${esc(t.name)}">${td(link(href.topic(t.name), t.name))}${tdNum(t.partitions)}${tdNum(s.records)}${tdNum(s.hw)}${tdNum(s.lso)}${td(esc(fmtBytes(s.bytes)), "num")}<td class="num" data-testid="produce-rate">${rate("produce")}</td><td class="num" data-testid="fetch-rate">${rate("fetch")}</td></tr>`;
       });
-      setHtml(body, table("topics-table", headers, rows, "No topics yet"));
+      const more = tr.truncated ? `<p class="muted">Only the first ${fmtNum(topics.length)} topics are shown.</p>` : "";
+      setHtml(body, table("topics-table", headers, rows, "No topics yet") + more);
     }
     if (error) throw error;
   };
@@ -257,6 +258,8 @@ function viewRecords(root, [topic, pStr], ctx) {
       const r = parseJson(e.data);
       if (st.es !== es || !r || r.offset < st.next) return;
       st.next = r.offset + 1;
+      // Bounded even while a background tab throttles the flush timer.
+      if (st.pending.length >= MAX_ROWS) st.pending.shift();
       st.pending.push(decodeRecord(r));
       if (!st.flush) st.flush = setTimeout(flush, 100);
     });
@@ -275,10 +278,9 @@ function viewRecords(root, [topic, pStr], ctx) {
   ctx.onLeave(closeStream);
 
   /** Shows up to PAGE records from `offset`, then follows when asked. */
-  const load = async (offset, { followAfter = false, keepIfEmpty = false } = {}) => {
+  const load = async (offset, { followAfter = false, keepIfEmpty = false, seq = ++st.seq } = {}) => {
     closeStream();
     follow.checked = followAfter;
-    const seq = ++st.seq;
     let r;
     try {
       r = await Api.records(topic, p, offset, PAGE);
@@ -304,8 +306,10 @@ function viewRecords(root, [topic, pStr], ctx) {
 
   const latest = action(ctx, async () => {
     notice("");
+    // Numbered before the wait, so a seek made meanwhile wins.
+    const seq = ++st.seq;
     const o = await Api.offsets(topic, p);
-    if (ctx.alive()) await load(Math.max(o.earliest_offset, o.latest_offset - PAGE), { followAfter: true });
+    if (ctx.alive() && seq === st.seq) await load(Math.max(o.earliest_offset, o.latest_offset - PAGE), { followAfter: true, seq });
   });
   const seekOffset = action(ctx, async () => {
     const v = el("seek-offset").value.trim();
@@ -317,14 +321,15 @@ function viewRecords(root, [topic, pStr], ctx) {
     const v = el("seek-time").value;
     const ms = v ? new Date(v).getTime() : NaN; // datetime-local: local time
     if (!Number.isFinite(ms)) return notice("Enter a date and time.");
+    const seq = ++st.seq;
     const o = await Api.offsets(topic, p, ms);
-    if (!ctx.alive()) return;
+    if (!ctx.alive() || seq !== st.seq) return;
     if (o.timestamp_offset == null) {
       notice(`No record at or after ${fmtTime(ms)}; following from the end of the partition.`);
-      await load(o.latest_offset, { followAfter: true });
+      await load(o.latest_offset, { followAfter: true, seq });
     } else {
       notice(`First record at or after ${fmtTime(ms)}: offset ${fmtNum(o.timestamp_offset)}.`);
-      await load(o.timestamp_offset);
+      await load(o.timestamp_offset, { seq });
     }
   });
 
