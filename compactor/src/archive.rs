@@ -273,7 +273,11 @@ impl Compactor {
                 })?;
                 if bytes >= BATCH_BYTES {
                     bytes = 0;
-                    if batches.send(std::mem::take(&mut batch)).await.is_err() {
+                    // The next batch starts at this one's size: growing a
+                    // vector of megabytes by doubling faults fresh pages in.
+                    let next_capacity = batch.len() + 64;
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(next_capacity));
+                    if batches.send(full).await.is_err() {
                         // The encoder failed; its error is the one to report.
                         return Ok(next);
                     }
