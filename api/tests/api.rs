@@ -2,35 +2,16 @@
 //! real SQLite metadata, in-memory object store.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod common;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use prometheus_client::registry::Registry;
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use silt_agent::{Agent, AgentConfig, Metrics, TestEnv};
-use silt_api::{ApiConfig, AppState, HttpMetrics, app};
-use silt_metadata::Metadata;
-use silt_metadata::runner::RetryPolicy;
-use silt_metadata::sqlite::SqliteKv;
-use silt_segment::store::ObjectStorage;
-use tower::ServiceExt;
+use silt_agent::AgentConfig;
+use silt_api::AppState;
 
-fn state(dir: &tempfile::TempDir) -> AppState {
-    let kv = Arc::new(SqliteKv::open(dir.path().join("meta.db")).unwrap());
-    let md = Arc::new(Metadata::new(kv, RetryPolicy::default(), 5));
-    let mut registry = Registry::default();
-    let metrics = Metrics::new(&mut registry);
-    let http = HttpMetrics::new(&mut registry);
-    let env = Arc::new(TestEnv::new(1_000, 2));
-    let agent = Agent::start(
-        AgentConfig::default(),
-        md,
-        ObjectStorage::memory(),
-        env,
-        metrics,
-    );
-    AppState::new(agent, ApiConfig::default(), registry, http)
+/// A fresh agent (the harness keeps its data directory: keep it alive).
+fn harness() -> common::Harness {
+    common::harness(AgentConfig::default(), 1_000)
 }
 
 /// Creates a one-partition topic.
@@ -51,35 +32,14 @@ async fn call(
     uri: &str,
     body: Option<Value>,
 ) -> (StatusCode, String, Vec<u8>) {
-    let mut req = Request::builder().method(method).uri(uri);
-    let body = match body {
-        Some(v) => {
-            req = req.header("content-type", "application/json");
-            Body::from(serde_json::to_vec(&v).unwrap())
-        }
-        None => Body::empty(),
-    };
-    let res = app(s.clone())
-        .oneshot(req.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let ct = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap()
-        .to_vec();
-    (status, ct, bytes)
+    let a = common::send(s, method, uri, body, &[]).await;
+    (a.status, a.content_type(), a.body)
 }
 
 #[tokio::test]
 async fn produce_fetch_offsets_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = state(&dir);
+    let h = harness();
+    let s = h.state.clone();
     let (st, _, _) = call(
         &s,
         Method::POST,
@@ -119,8 +79,8 @@ async fn produce_fetch_offsets_round_trip() {
 
 #[tokio::test]
 async fn health_and_metrics() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = state(&dir);
+    let h = harness();
+    let s = h.state.clone();
     let (st, _, _) = call(&s, Method::GET, "/healthz", None).await;
     assert_eq!(st, StatusCode::OK);
     call(
@@ -167,8 +127,8 @@ async fn health_and_metrics() {
 /// (and answers something other than "no such route").
 #[tokio::test]
 async fn openapi_document_matches_the_router() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = state(&dir);
+    let h = harness();
+    let s = h.state.clone();
     let (st, _, body) = call(&s, Method::GET, "/v1/openapi.json", None).await;
     assert_eq!(st, StatusCode::OK);
     let doc: Value = serde_json::from_slice(&body).unwrap();
@@ -263,23 +223,20 @@ fn every_problem_code_is_documented() {
 /// possible offset is a 400, never an overflow or a silent replay.
 #[tokio::test]
 async fn bad_last_event_ids_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = state(&dir);
+    let h = harness();
+    let s = h.state.clone();
     create_topic(&s, "t").await;
     for id in ["abc", "-1", "18446744073709551615"] {
-        let req = Request::builder()
-            .uri("/v1/topics/t/partitions/0/records")
-            .header("accept", "text/event-stream")
-            .header("last-event-id", id)
-            .body(Body::empty())
-            .unwrap();
-        let res = app(s.clone()).oneshot(req).await.unwrap();
-        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{id}");
-        let body = axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let v: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["code"], "invalid_last_event_id", "{id}");
+        let a = common::send(
+            &s,
+            Method::GET,
+            "/v1/topics/t/partitions/0/records",
+            None,
+            &[("accept", "text/event-stream"), ("last-event-id", id)],
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{id}");
+        assert_eq!(a.json()["code"], "invalid_last_event_id", "{id}");
     }
 }
 
@@ -288,8 +245,8 @@ async fn bad_last_event_ids_are_refused() {
 /// gets the consumer past it.
 #[tokio::test]
 async fn a_binary_record_does_not_block_a_utf8_consumer() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = state(&dir);
+    let h = harness();
+    let s = h.state.clone();
     create_topic(&s, "b").await;
     // "YQ==" is "a"; "/w==" is the byte 0xFF, never valid UTF-8.
     let (st, _, _) = call(
@@ -344,8 +301,8 @@ async fn a_binary_record_does_not_block_a_utf8_consumer() {
 /// Arbitrary HTTP methods never become metric label values.
 #[tokio::test]
 async fn unknown_methods_share_one_metrics_label() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = state(&dir);
+    let h = harness();
+    let s = h.state.clone();
     for m in ["FOO", "BAR1", "PATCH"] {
         let (st, _, _) = call(
             &s,

@@ -3,87 +3,42 @@
 //! /v1/metrics/history`, topic listing with detail and offsets by time.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use prometheus_client::registry::Registry;
+use common::{Answer, send};
 use serde_json::{Value, json};
-use silt_agent::{Agent, AgentConfig, Metrics, TestEnv};
-use silt_api::{ApiConfig, AppState, ConsoleConfig, HttpMetrics, ProbeInfo, app};
+use silt_agent::AgentConfig;
+use silt_api::{AppState, ConsoleConfig, ProbeInfo, app};
 use silt_metadata::Metadata;
-use silt_metadata::runner::RetryPolicy;
-use silt_metadata::sqlite::SqliteKv;
 use silt_metadata::values::JobStatus;
-use silt_segment::store::ObjectStorage;
 use tower::ServiceExt;
 
 struct Fixture {
     state: AppState,
     md: Arc<Metadata>,
-    _dir: tempfile::TempDir,
+    _harness: common::Harness,
 }
 
+/// An agent serving `console`, sampling its metrics every 100 ms.
 fn fixture(console: ConsoleConfig) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let kv = Arc::new(SqliteKv::open(dir.path().join("meta.db")).unwrap());
-    let md = Arc::new(Metadata::new(kv, RetryPolicy::default(), 5));
-    let mut registry = Registry::default();
-    let metrics = Metrics::new(&mut registry);
-    let http = HttpMetrics::new(&mut registry);
-    let env = Arc::new(TestEnv::new(1_000, 2));
-    let agent = Agent::start(
-        AgentConfig::default(),
-        md.clone(),
-        ObjectStorage::memory(),
-        env,
-        metrics,
-    );
-    let state = AppState::new(agent, ApiConfig::default(), registry, http)
-        .with_console(console, Duration::from_millis(100));
+    let h = common::harness(AgentConfig::default(), 1_000);
     Fixture {
-        state,
-        md,
-        _dir: dir,
-    }
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
+        state: h
+            .state
+            .clone()
+            .with_console(console, Duration::from_millis(100)),
+        md: h.md.clone(),
+        _harness: h,
     }
 }
 
 async fn call(s: &AppState, method: Method, uri: &str, body: Option<Value>) -> Answer {
-    let mut req = Request::builder().method(method).uri(uri);
-    let body = match body {
-        Some(v) => {
-            req = req.header("content-type", "application/json");
-            Body::from(serde_json::to_vec(&v).unwrap())
-        }
-        None => Body::empty(),
-    };
-    let res = app(s.clone())
-        .oneshot(req.body(body).unwrap())
-        .await
-        .unwrap();
-    let (status, headers) = (res.status(), res.headers().clone());
-    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap()
-        .to_vec();
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    send(s, method, uri, body, &[]).await
 }
 
 async fn get(s: &AppState, uri: &str) -> Answer {

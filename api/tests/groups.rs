@@ -2,43 +2,31 @@
 //! through the router, with an injected clock (lease expiry without sleeping).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use prometheus_client::registry::Registry;
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use silt_agent::{Agent, AgentConfig, Metrics, TestEnv};
-use silt_api::{ApiConfig, AppState, HttpMetrics, app};
-use silt_metadata::Metadata;
-use silt_metadata::runner::RetryPolicy;
-use silt_metadata::sqlite::SqliteKv;
-use silt_segment::store::ObjectStorage;
-use tower::ServiceExt;
+use silt_agent::{AgentConfig, TestEnv};
+use silt_api::AppState;
 
 struct Harness {
     state: AppState,
     env: Arc<TestEnv>,
-    _dir: tempfile::TempDir,
+    _inner: common::Harness,
 }
 
 fn harness() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let kv = Arc::new(SqliteKv::open(dir.path().join("meta.db")).unwrap());
-    let md = Arc::new(Metadata::new(kv, RetryPolicy::default(), 5));
-    let mut registry = Registry::default();
-    let metrics = Metrics::new(&mut registry);
-    let http = HttpMetrics::new(&mut registry);
-    let env = Arc::new(TestEnv::new(1_000_000, 2));
     let config = AgentConfig {
         flush_interval: std::time::Duration::from_millis(2),
         ..AgentConfig::default()
     };
-    let agent = Agent::start(config, md, ObjectStorage::memory(), env.clone(), metrics);
+    let inner = common::harness(config, 1_000_000);
     Harness {
-        state: AppState::new(agent, ApiConfig::default(), registry, http),
-        env,
-        _dir: dir,
+        state: inner.state.clone(),
+        env: inner.env.clone(),
+        _inner: inner,
     }
 }
 
@@ -54,31 +42,8 @@ impl Harness {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Body::from(serde_json::to_vec(&v).unwrap())
-            }
-            None => Body::empty(),
-        };
-        let res = app(self.state.clone())
-            .oneshot(req.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let v = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        (status, v)
+        let a = common::send(&self.state, method, uri, body, headers).await;
+        (a.status, a.json())
     }
 
     async fn topic(&self, name: &str, partitions: u32) {
