@@ -11,9 +11,10 @@
 //! the path and never in the file (readers silently prefer the path). Rows
 //! are sorted by offset, with statistics and page indexes; key and value are
 //! never dictionary-encoded, and values (of records and headers) have no
-//! statistics (min/max of opaque payloads prune nothing); pages are zstd-compressed. Encoding runs on the
-//! blocking pool, off the runtime, while the next records are read: only a
-//! file's compressed pages are held in memory, never all its records.
+//! statistics (min/max of opaque payloads prune nothing); pages are
+//! zstd-compressed. Decoding and encoding run on the blocking pool, off the
+//! runtime, while the next chunks are read: only a file's compressed pages
+//! are held in memory, never all its records.
 //!
 //! Exactly once, across crashes and overlapping instances: the range of a
 //! file is planned in metadata before it is written
@@ -25,6 +26,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::StreamExt;
 
 use silt_metadata::TopicInfo;
@@ -40,8 +42,12 @@ const PLAN_ENTRIES: usize = 64;
 /// Chunk reads in flight per partition being archived.
 const READ_AHEAD: usize = 8;
 
-/// Record bytes per batch handed from the reader to the encoder.
-const BATCH_BYTES: usize = 4 << 20;
+/// Stored (compressed) chunk bytes per batch handed from the reader to the
+/// encoder.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Chunks as stored, each with the offset of its first record.
+type Chunks = Vec<(u64, Bytes)>;
 
 /// What one archive pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -146,25 +152,19 @@ impl Compactor {
         else {
             return Ok(None);
         };
-        // Reading and encoding overlap: batches go through a short queue
-        // to an encoder on the blocking pool.
-        let (batches, mut queue) = tokio::sync::mpsc::channel::<Vec<(u64, Record)>>(2);
+        // Reading and encoding overlap: stored chunks go through a short
+        // queue to a thread of the blocking pool that decodes and encodes.
+        let (batches, queue) = tokio::sync::mpsc::channel::<Chunks>(2);
         let hint = self.config.archive_file_bytes;
-        let encoder = tokio::task::spawn_blocking(move || {
-            let mut writer = ArchiveWriter::new(hint)?;
-            while let Some(batch) = queue.blocking_recv() {
-                writer.write(&batch)?;
-            }
-            writer.finish()
-        });
+        let encoder = tokio::task::spawn_blocking(move || encode_file(queue, from, end, hint));
         let read = self
             .read_range(topic.id, partition, from, end, batches)
             .await;
-        let encoded = encoder
+        let (encoded, encoded_end) = encoder
             .await
-            .map_err(|e| Error::Archive(format!("encoder task: {e}")))?
-            .map_err(|e| Error::Archive(e.to_string()))?;
-        if read? != end {
+            .map_err(|e| Error::Archive(format!("encoder task: {e}")))??;
+        read?;
+        if encoded_end != end {
             return Err(Error::Archive(format!(
                 "planned records {from}..{end} are no longer readable"
             )));
@@ -221,16 +221,16 @@ impl Compactor {
         Ok((end > from).then_some(end))
     }
 
-    /// Reads committed records `[from, until)` into `batches` of about
-    /// [`BATCH_BYTES`]; returns one past the last offset read.
+    /// Reads the stored chunks holding `[from, until)` into `batches` of
+    /// about [`BATCH_BYTES`], a few chunks in flight ahead.
     async fn read_range(
         &self,
         topic_id: u64,
         partition: u32,
         from: u64,
         until: u64,
-        batches: tokio::sync::mpsc::Sender<Vec<(u64, Record)>>,
-    ) -> Result<u64, Error> {
+        batches: tokio::sync::mpsc::Sender<Chunks>,
+    ) -> Result<(), Error> {
         let mut batch = Vec::new();
         let mut bytes = 0;
         let mut next = from;
@@ -243,43 +243,29 @@ impl Compactor {
             else {
                 break;
             };
-            if plan.entries.is_empty() {
-                break;
-            }
-            // Chunks are fetched a few at a time ahead of the decoder.
             let reads: Vec<_> = plan
                 .entries
                 .into_iter()
                 .take_while(|(base, _)| *base < until)
                 .map(|(base, entry)| {
                     let storage = self.storage.clone();
-                    async move { (base, crate::read_checked_chunk(&storage, &entry).await) }
+                    async move {
+                        let end = base + u64::from(entry.record_count);
+                        (base, end, crate::read_checked_chunk(&storage, &entry).await)
+                    }
                 })
                 .collect();
             let mut chunks = futures::stream::iter(reads).buffered(READ_AHEAD);
-            while let Some((base, chunk)) = chunks.next().await {
+            while let Some((base, end, chunk)) = chunks.next().await {
                 let chunk = chunk?;
-                if next >= until {
-                    break;
-                }
-                decode_chunk(&chunk, base, next, DEFAULT_MAX_DECOMPRESSED, |off, r| {
-                    if off >= until {
-                        return false;
-                    }
-                    bytes += r.weight();
-                    batch.push((off, r));
-                    next = off + 1;
-                    true
-                })?;
+                next = next.max(end);
+                bytes += chunk.len();
+                batch.push((base, chunk));
                 if bytes >= BATCH_BYTES {
                     bytes = 0;
-                    // The next batch starts at this one's size: growing a
-                    // vector of megabytes by doubling faults fresh pages in.
-                    let next_capacity = batch.len() + 64;
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(next_capacity));
-                    if batches.send(full).await.is_err() {
+                    if batches.send(std::mem::take(&mut batch)).await.is_err() {
                         // The encoder failed; its error is the one to report.
-                        return Ok(next);
+                        return Ok(());
                     }
                 }
             }
@@ -293,8 +279,43 @@ impl Compactor {
             // An encoder that failed reports its own error.
             let _ = batches.send(batch).await;
         }
-        Ok(next)
+        Ok(())
     }
+}
+
+fn archive_error(e: impl std::fmt::Display) -> Error {
+    Error::Archive(e.to_string())
+}
+
+/// Decodes the chunks of `[from, end)` as they arrive and encodes their
+/// records into one file; returns it and one past the last offset decoded.
+/// Decoding runs here, beside the encoding, so that the decompressed
+/// batches are allocated and freed on the thread that uses them, and one
+/// batch of records is reused from chunk to chunk.
+fn encode_file(
+    mut queue: tokio::sync::mpsc::Receiver<Chunks>,
+    from: u64,
+    end: u64,
+    size_hint: usize,
+) -> Result<(Vec<u8>, u64), Error> {
+    let mut writer = ArchiveWriter::new(size_hint).map_err(archive_error)?;
+    let mut records: Vec<(u64, Record)> = Vec::new();
+    let mut next = from;
+    while let Some(chunks) = queue.blocking_recv() {
+        for (base, chunk) in &chunks {
+            decode_chunk(chunk, *base, next, DEFAULT_MAX_DECOMPRESSED, |off, r| {
+                if off >= end {
+                    return false;
+                }
+                records.push((off, r));
+                next = off + 1;
+                true
+            })?;
+        }
+        writer.write(&records).map_err(archive_error)?;
+        records.clear();
+    }
+    Ok((writer.finish().map_err(archive_error)?, next))
 }
 
 struct ArchivedFile {
