@@ -209,7 +209,7 @@ function viewAgent(root, _params, ctx) {
   const [body, seq, probe, charts] = ["#agent-body", "#sequencer-body", "#probe-body", "#probe-charts"].map((s) => $(s, root));
 
   return async () => {
-    const { values: [c, h], error } = await settle([Api.cluster(), Api.history(["silt_probe_available", "silt_probe_e2e_last_ms"])]);
+    const { values: [c, h], error } = await settle([Api.cluster(), Api.history(["silt_probe_available", "silt_probe_e2e_last_ms", "silt_probe_produce_total"])]);
     if (!ctx.alive()) return;
     if (c) {
       setVersion(c);
@@ -234,8 +234,12 @@ function viewAgent(root, _params, ctx) {
       if (!pr.enabled) {
         setHtml(probe, `<p data-testid="probe-disabled">The canary probe is disabled. Start the agent with <code>--probe true</code> to enable it.</p>`);
       } else {
-        const avail = last(gaugeOf(h, "silt_probe_available"));
-        const latency = last(gaugeOf(h, "silt_probe_e2e_last_ms"));
+        // Before the canary's first produce its gauges read 0: not an outage.
+        const started = gaugeOf(h, "silt_probe_produce_total").map((n) => n != null && n > 0);
+        const since = (values) => values.map((v, i) => (started[i] ? v : null));
+        const [availability, latencies] = [since(gaugeOf(h, "silt_probe_available")), since(gaugeOf(h, "silt_probe_e2e_last_ms"))];
+        const avail = last(availability);
+        const latency = last(latencies);
         const status = avail == null ? `<span class="muted">unknown</span>` : avail >= 1 ? `<span class="ok">available</span>` : `<span class="bad">unavailable</span>`;
         setHtml(probe, kv([
           ["Status", status, "probe-status"],
@@ -246,11 +250,11 @@ function viewAgent(root, _params, ctx) {
         const times = h ? h.times : [];
         lineChart($("[data-testid=chart-probe-latency]", root), {
           title: "End-to-end latency", unit: "ms", times,
-          series: [{ label: "e2e latency", values: gaugeOf(h, "silt_probe_e2e_last_ms") }],
+          series: [{ label: "e2e latency", values: latencies }],
         });
         lineChart($("[data-testid=chart-probe-availability]", root), {
           title: "Availability", unit: "1 = available", times, yMax: 1,
-          series: [{ label: "available", values: gaugeOf(h, "silt_probe_available") }],
+          series: [{ label: "available", values: availability }],
         });
       }
     }
