@@ -1,7 +1,7 @@
 //! What an agent knows of the cluster, for operators (`GET /v1/cluster`,
 //! the console): itself, who sequences commits, and what the compactor
-//! last did. Read-only and cheap: three point reads at snapshot isolation,
-//! whatever the size of the log.
+//! last did. Read-only and cheap: three point reads, run concurrently, at
+//! snapshot isolation, whatever the size of the log.
 
 use silt_metadata::keys::COMPACTOR_JOB;
 use silt_metadata::values::{JobStatus, LeaseRecord};
@@ -44,7 +44,8 @@ pub enum SequencerRole {
 #[derive(Debug, Clone)]
 pub struct SequencerView {
     pub role: SequencerRole,
-    /// The holder's URL and lease, while someone holds it.
+    /// The holder's URL and lease, while someone holds it (also when
+    /// sequencing is off here: other agents may still sequence theirs).
     pub holder_url: Option<String>,
     pub lease_expires_ms: Option<i64>,
 }

@@ -33,8 +33,8 @@ struct AgentOut {
 #[derive(Debug, Serialize)]
 struct SequencerOut {
     enabled: bool,
-    /// `leader`, `follower`, or `none` (no holder: commits go directly;
-    /// always so when sequencing is off here).
+    /// `leader`, `follower`, or `none`: no holder, or sequencing is off
+    /// here (`enabled` false); this agent's commits then go directly.
     role: &'static str,
     holder_url: Option<String>,
     lease_expires_ms: Option<i64>,
