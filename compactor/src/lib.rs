@@ -267,31 +267,37 @@ impl Compactor {
         // Each job runs even if another failed: one bad partition must not
         // stop GC, retention or reclamation everywhere.
         let mut failed = 0;
-        let gc = settle(
-            "gc",
-            self.collect_orphans()
+        // GC then expiry (which may remove the `Segment` records GC reads)
+        // touch nothing the archive reads or writes: they run beside it. The
+        // jobs after it depend on its progress.
+        let collect = async {
+            let gc = self
+                .collect_orphans()
                 .instrument(tracing::info_span!("gc"))
-                .await,
-            &mut failed,
-        );
-        let expired = settle(
-            "expire",
-            self.expire()
+                .await;
+            let expired = self
+                .expire()
                 .instrument(tracing::info_span!("expire"))
-                .await,
-            &mut failed,
-        );
-        let archive = if self.config.archive {
-            settle(
-                "archive",
-                self.archive()
-                    .instrument(tracing::info_span!("archive"))
-                    .await,
-                &mut failed,
-            )
-        } else {
-            archive::ArchiveReport::default()
+                .await;
+            (gc, expired)
         };
+        let archive = async {
+            if self.config.archive {
+                Some(
+                    self.archive()
+                        .instrument(tracing::info_span!("archive"))
+                        .await,
+                )
+            } else {
+                None
+            }
+        };
+        let ((gc, expired), archive) = tokio::join!(collect, archive);
+        let gc = settle("gc", gc, &mut failed);
+        let expired = settle("expire", expired, &mut failed);
+        let archive = archive.map_or_else(archive::ArchiveReport::default, |r| {
+            settle("archive", r, &mut failed)
+        });
         let iceberg = if self.config.archive {
             settle(
                 "iceberg",
