@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
@@ -56,9 +56,20 @@ pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> R
     if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
         return next.run(req).await;
     }
+    let http1 = req.version() < axum::http::Version::HTTP_2;
     match read(&state, req).await {
         Ok((req, _reservation)) => next.run(req).await,
-        Err(problem) => problem.into_response(),
+        Err(problem) => {
+            let mut res = problem.into_response();
+            // The rest of the body is never read, so the connection cannot
+            // carry another request: say so, or a client that reuses it
+            // races the close. (HTTP/2 streams end on their own.)
+            if http1 {
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            res
+        }
     }
 }
 

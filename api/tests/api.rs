@@ -323,3 +323,23 @@ async fn unknown_methods_share_one_metrics_label() {
     }
     assert!(text.contains("method=\"other\""), "{text}");
 }
+
+/// A body refused before it was read whole leaves the rest unread on the
+/// connection: the answer says `Connection: close`, so a client does not
+/// send its next request down a connection that is closing.
+#[tokio::test]
+async fn a_refused_body_closes_the_connection() {
+    let h = harness();
+    let s = h.state.clone();
+    create_topic(&s, "t").await;
+    let big = json!({"records": [{"value": "x".repeat(9 << 20)}]});
+    let a = common::send(&s, Method::POST, "/v1/topics/t/records", Some(big), &[]).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(a.json()["code"], "payload_too_large");
+    assert_eq!(a.headers["connection"], "close");
+    // An accepted request keeps its connection.
+    let ok = json!({"records": [{"value": "x"}]});
+    let a = common::send(&s, Method::POST, "/v1/topics/t/records", Some(ok), &[]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.headers.get("connection").is_none());
+}
