@@ -94,6 +94,13 @@ pub struct BenchArgs {
     /// bandwidth; see `silt_segment::latency`) in front of the store.
     #[arg(long, value_enum, requires = "embedded")]
     pub s3_model: Option<S3Model>,
+    /// Time the compactor's archive job instead, over each of these `silt
+    /// dev` data directories in turn, in this one process, as a
+    /// long-running compactor runs it round after round: wall and CPU time,
+    /// records and Parquet bytes per directory. Give copies of the same
+    /// directory to see the job with its memory warm (after the first).
+    #[arg(long, num_args = 1.., value_name = "DATA_DIR", conflicts_with_all = ["groups", "kafka", "shares", "embedded", "url"])]
+    pub archive: Vec<std::path::PathBuf>,
     /// Measure commit contention instead: 1 to 128 simulated agents commit
     /// segments to 8, 256 and 4,096 partitions on the simulated
     /// FoundationDB (no object store, no HTTP), --duration-secs per cell.
@@ -347,6 +354,9 @@ pub async fn ensure_topic(client: &Client, topic: &str, partitions: u32) -> anyh
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    if !a.archive.is_empty() {
+        return crate::bench_archive::run(&a).await;
+    }
     if a.groups {
         return crate::bench_groups::run(a).await;
     }

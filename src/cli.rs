@@ -339,13 +339,7 @@ impl CompactorArgs {
     /// The object store and metadata URLs to open.
     pub fn urls(&self) -> anyhow::Result<(String, String)> {
         if let Some(dir) = &self.data_dir {
-            let dir = std::fs::canonicalize(dir)
-                .map_err(|e| anyhow::anyhow!("--data-dir {}: {e}", dir.display()))?;
-            let objects = crate::server::url_for_dir(&dir.join("objects"))?;
-            return Ok((
-                objects,
-                format!("sqlite://{}", dir.join("meta.db").display()),
-            ));
+            return data_dir_urls(dir);
         }
         let (Some(objects), Some(metadata)) = (&self.store.object_store, &self.store.metadata)
         else {
@@ -359,6 +353,17 @@ impl CompactorArgs {
         };
         Ok((objects.clone(), store.metadata_url()?))
     }
+}
+
+/// The object store and metadata URLs of a `silt dev` data directory.
+pub fn data_dir_urls(dir: &std::path::Path) -> anyhow::Result<(String, String)> {
+    let dir = std::fs::canonicalize(dir)
+        .map_err(|e| anyhow::anyhow!("--data-dir {}: {e}", dir.display()))?;
+    let objects = crate::server::url_for_dir(&dir.join("objects"))?;
+    Ok((
+        objects,
+        format!("sqlite://{}", dir.join("meta.db").display()),
+    ))
 }
 
 /// Compactor tuning; see `silt_compactor::CompactorConfig`.

@@ -189,7 +189,7 @@ pub async fn compactor(a: CompactorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn new_compactor(
+pub(crate) fn new_compactor(
     config: CompactorConfig,
     md: Arc<Metadata>,
     storage: ObjectStorage,

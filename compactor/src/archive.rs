@@ -12,8 +12,8 @@
 //! are sorted by offset, with statistics and page indexes; key and value are
 //! never dictionary-encoded, and values (of records and headers) have no
 //! statistics (min/max of opaque payloads prune nothing); pages are
-//! zstd-compressed. Decoding and encoding run on the blocking pool, off the
-//! runtime, while the next chunks are read: only a file's compressed pages
+//! zstd-compressed. Decoding and encoding run on the compactor's encoder
+//! threads ([`crate::encoders`]), off the runtime, while the next chunks are read: only a file's compressed pages
 //! are held in memory, never all its records.
 //!
 //! Exactly once, across crashes and overlapping instances: the range of a
@@ -49,6 +49,13 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Chunks as stored, each with the offset of its first record.
 type Chunks = Vec<(u64, Bytes)>;
 
+/// Partitions archived at once, and so encoder threads: reading, encoding
+/// and uploading overlap, one partition per core and one more, so a
+/// partition waiting on reads or its upload leaves no core idle.
+pub(crate) fn parallelism() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
+}
+
 /// What one archive pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ArchiveReport {
@@ -83,13 +90,9 @@ impl Compactor {
                 work.push((topic.clone(), p as u32, state));
             }
         }
-        // Partitions in parallel: reading, encoding (on the blocking pool)
-        // and uploading overlap, one partition per core and one more, so a
-        // partition waiting on reads or its upload leaves no core idle.
-        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
         let mut passes = futures::stream::iter(work)
             .map(|(topic, p, state)| async move { self.archive_partition(&topic, p, state).await })
-            .buffer_unordered(parallel);
+            .buffer_unordered(parallelism());
         let mut report = ArchiveReport::default();
         while let Some(r) = passes.next().await {
             let r = r?;
@@ -155,14 +158,10 @@ impl Compactor {
         // Reading and encoding overlap: stored chunks go through a short
         // queue to a thread of the blocking pool that decodes and encodes.
         let (batches, queue) = tokio::sync::mpsc::channel::<Chunks>(2);
-        let hint = self.config.archive_file_bytes;
-        let encoder = tokio::task::spawn_blocking(move || encode_file(queue, from, end, hint));
-        let read = self
-            .read_range(topic.id, partition, from, end, batches)
-            .await;
-        let (encoded, encoded_end) = encoder
-            .await
-            .map_err(|e| Error::Archive(format!("encoder task: {e}")))??;
+        let encoder = self.encoders.run(move || encode_file(queue, from, end));
+        let read = self.read_range(topic.id, partition, from, end, batches);
+        let (encoded, read) = tokio::join!(encoder, read);
+        let (encoded, encoded_end) = encoded??;
         read?;
         if encoded_end != end {
             return Err(Error::Archive(format!(
@@ -296,9 +295,8 @@ fn encode_file(
     mut queue: tokio::sync::mpsc::Receiver<Chunks>,
     from: u64,
     end: u64,
-    size_hint: usize,
 ) -> Result<(Vec<u8>, u64), Error> {
-    let mut writer = ArchiveWriter::new(size_hint).map_err(archive_error)?;
+    let mut writer = ArchiveWriter::new().map_err(archive_error)?;
     let mut records: Vec<(u64, Record)> = Vec::new();
     let mut next = from;
     while let Some(chunks) = queue.blocking_recv() {

@@ -23,6 +23,7 @@
 //! not all of history.
 
 pub mod archive;
+mod encoders;
 pub mod iceberg;
 mod merge;
 mod metrics;
@@ -157,6 +158,8 @@ pub struct Compactor {
     metrics: CompactorMetrics,
     /// The Iceberg catalog, opened on first use.
     iceberg: tokio::sync::OnceCell<iceberg::Iceberg>,
+    /// The archive's encoder threads.
+    encoders: encoders::Encoders,
 }
 
 impl std::fmt::Debug for Compactor {
@@ -192,6 +195,7 @@ impl Compactor {
             now_ms,
             metrics,
             iceberg: tokio::sync::OnceCell::new(),
+            encoders: encoders::Encoders::new(archive::parallelism()),
         }
     }
 

@@ -3,14 +3,23 @@
     SILT_BIN=target/release/silt python tests/archive/bench_archive.py [records] [events|random|pool]
 
 Produces `records` records of about 1 KiB (see `payloads`) to a fresh
-`silt dev`, stops it, and times `silt compactor --once` rewriting them to
-Parquet. Then DuckDB, holding the same rows in memory, writes them with
-`COPY … TO … (FORMAT parquet, COMPRESSION zstd)`. Both rates are MB/s of
-record bytes (key + value); the ratio is Silt's over DuckDB's. Not a test:
-a benchmark, run by hand.
+`silt dev` and stops it. Then, on copies of its data directory, times
+Silt's archive job rewriting them to Parquet two ways:
+
+- warm: `silt bench --archive` runs the job over one copy after another in
+  one process, as a running compactor does round after round;
+- cold: `silt compactor --once`, a fresh process per copy, process start
+  and first touches of memory included.
+
+Then DuckDB, holding the same rows in memory, writes them with `COPY … TO
+… (FORMAT parquet, COMPRESSION zstd)`, at its default zstd level and at
+Silt's (1), which give files of about Silt's size. Every figure is the
+best of `ROUNDS`; rates are MB/s of record bytes (key + value); ratios are
+Silt's rate over DuckDB's. Not a test: a benchmark, run by hand.
 """
 
 import base64
+import glob
 import json
 import os
 import random
@@ -93,59 +102,84 @@ def main():
             post(f"{url}/v1/topics/bench/records", {"records": batch})
         dev.send_signal(signal.SIGTERM)
         dev.wait(timeout=60)
+        pristine = os.path.join(data, "dev")
 
-        # Best of `ROUNDS` for each side, each Silt round on a fresh copy
-        # of the produced data: first touches of memory on a virtual
-        # machine vary by several times from run to run.
-        pristine = os.path.join(data, "pristine")
-        shutil.copytree(os.path.join(data, "dev"), pristine)
-        silt_secs, silt_cpu = [], []
+        def copies(n):
+            """`n` fresh copies of the produced data, written back to disk
+            (else their writeback would run during the timed rounds)."""
+            dirs = [os.path.join(data, f"work-{i}") for i in range(n)]
+            for d in dirs:
+                shutil.rmtree(d, ignore_errors=True)
+                shutil.copytree(pristine, d)
+            os.sync()
+            return dirs
+
+        quiet = {**os.environ, "SILT_LOG": "warn"}
+        # Warm: one round more than counted, the first being the cold one.
+        warm_dirs = copies(ROUNDS + 1)
+        out = subprocess.run([silt, "bench", "--json", "--archive", *warm_dirs],
+                             check=True, capture_output=True, env=quiet).stdout
+        warm = json.loads(out)["rounds"][1:]
+        assert all(r["records"] == records for r in warm), warm
+
+        cold = []
         for _ in range(ROUNDS):
-            work = os.path.join(data, "work")
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.copytree(pristine, work)
+            (work,) = copies(1)
             t, c = time.perf_counter(), cpu(resource.RUSAGE_CHILDREN)
             subprocess.run([silt, "compactor", "--once", "--merge-target-bytes", "0", "--data-dir", work],
-                           check=True, capture_output=True, env={**os.environ, "SILT_LOG": "warn"})
-            silt_secs.append(time.perf_counter() - t)
-            silt_cpu.append(tuple(a - b for a, b in zip(cpu(resource.RUSAGE_CHILDREN), c)))
+                           check=True, capture_output=True, env=quiet)
+            user, system = (a - b for a, b in zip(cpu(resource.RUSAGE_CHILDREN), c))
+            cold.append({"secs": time.perf_counter() - t, "user_cpu_secs": user, "system_cpu_secs": system})
+        archive = glob.glob(f"{work}/objects/archive/**/*.parquet", recursive=True)
+        silt_file_mb = sum(os.path.getsize(f) for f in archive) / 1e6
 
         con = duckdb.connect()
-        con.execute(
-            f"CREATE TABLE t AS SELECT * FROM read_parquet('{work}/objects/archive/**/*.parquet')"
-        )
+        # The columns of Silt's files, no more: not topic and partition
+        # from their paths.
+        con.execute(f"CREATE TABLE t AS SELECT * FROM read_parquet({archive!r}, hive_partitioning = false)")
         (n,) = con.execute("SELECT count(*) FROM t").fetchone()
         assert n == records, (n, records)
-        duck_secs, duck_cpu = [], []
-        for i in range(ROUNDS):
-            out = os.path.join(data, f"duckdb-{i}.parquet")
-            t, c = time.perf_counter(), cpu(resource.RUSAGE_SELF)
-            con.execute(f"COPY t TO '{out}' (FORMAT parquet, COMPRESSION zstd)")
-            duck_secs.append(time.perf_counter() - t)
-            duck_cpu.append(tuple(a - b for a, b in zip(cpu(resource.RUSAGE_SELF), c)))
+        duckdb_runs = {}
+        for level, option in (("default", ""), ("1", ", COMPRESSION_LEVEL 1")):
+            runs = []
+            for i in range(ROUNDS):
+                out = os.path.join(data, f"duckdb-{level}-{i}.parquet")
+                t, c = time.perf_counter(), cpu(resource.RUSAGE_SELF)
+                con.execute(f"COPY t TO '{out}' (FORMAT parquet, COMPRESSION zstd{option})")
+                user, system = (a - b for a, b in zip(cpu(resource.RUSAGE_SELF), c))
+                runs.append({"secs": time.perf_counter() - t, "user_cpu_secs": user, "system_cpu_secs": system,
+                             "file_mb": os.path.getsize(out) / 1e6})
+            duckdb_runs[level] = runs
 
     mb = record_bytes / 1e6
-    silt_best, duck_best = min(silt_secs), min(duck_secs)
+    best = lambda runs, key="secs": min(r[key] for r in runs)  # noqa: E731
+    side = lambda runs: {  # noqa: E731
+        "mb_per_sec": round(mb / best(runs), 1),
+        "secs": [round(r["secs"], 3) for r in runs],
+        "user_cpu_secs": [round(r["user_cpu_secs"], 3) for r in runs],
+        "system_cpu_secs": [round(r["system_cpu_secs"], 3) for r in runs],
+    }
     result = {
         "records": records,
         "payload": kind,
         "record_mb": round(mb, 1),
         "rounds": ROUNDS,
-        "silt_archive_mb_per_sec": round(mb / silt_best, 1),
-        "duckdb_copy_mb_per_sec": round(mb / duck_best, 1),
-        "ratio_silt_over_duckdb": round(duck_best / silt_best, 2),
-        "silt_secs": [round(s, 3) for s in silt_secs],
-        "duckdb_secs": [round(s, 3) for s in duck_secs],
-        # User CPU seconds (all threads), less sensitive than wall time to
-        # how fast a virtual machine's host backs fresh memory, which shows
-        # up as system time.
-        "silt_user_cpu_secs": [round(u, 3) for u, _ in silt_cpu],
-        "duckdb_user_cpu_secs": [round(u, 3) for u, _ in duck_cpu],
-        "user_cpu_ratio_duckdb_over_silt": round(min(u for u, _ in duck_cpu) / min(u for u, _ in silt_cpu), 2),
-        "silt_system_cpu_secs": [round(k, 3) for _, k in silt_cpu],
-        "duckdb_system_cpu_secs": [round(k, 3) for _, k in duck_cpu],
-        "note": "silt's time includes process start, reading the segments and the metadata "
-                "commits; DuckDB's is the COPY of rows already in memory",
+        "silt_warm": side(warm),
+        "silt_cold": side(cold),
+        "silt_file_mb": round(silt_file_mb, 2),
+        "duckdb_default_level": {**side(duckdb_runs["default"]),
+                                 "file_mb": round(duckdb_runs["default"][0]["file_mb"], 2)},
+        "duckdb_level_1": {**side(duckdb_runs["1"]), "file_mb": round(duckdb_runs["1"][0]["file_mb"], 2)},
+        # Silt's rate over DuckDB's, each at its best.
+        "ratios": {
+            f"{s}_over_duckdb_{d}": round(best(duckdb_runs[k]) / best(runs), 2)
+            for s, runs in (("warm", warm), ("cold", cold))
+            for d, k in (("default_level", "default"), ("level_1", "1"))
+        },
+        "user_cpu_ratio_duckdb_level_1_over_warm": round(
+            best(duckdb_runs["1"], "user_cpu_secs") / best(warm, "user_cpu_secs"), 2),
+        "note": "silt's time includes reading the segments, decoding them and the metadata "
+                "commits (cold: and process start); DuckDB's is the COPY of rows already in memory",
     }
     print(json.dumps(result, indent=2))
 

@@ -541,3 +541,67 @@ async fn damaged_segments_are_never_archived() {
     assert!(report.contains("records: 20"), "{report}");
     assert_eq!(parquet_files(&data.join("objects/archive")).len(), 1);
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// `silt bench --archive` runs the archive job over each directory in
+/// turn, in one process, and reports what each round archived; a
+/// directory with nothing left to archive is an error, not a zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_archive_runs_the_job_over_each_directory() {
+    let dir = tempdir();
+    let data = dir.path().join("dev");
+    let mut silt = Silt::dev(&data, &["--archive", "false"]);
+    silt.client().create_topic("b", 2).await;
+    let batch: Vec<Value> = (0..300)
+        .map(|i| json!({"key": format!("k{i}"), "value": format!("v{i}")}))
+        .collect();
+    silt.client().produce("b", &Value::Array(batch)).await;
+    silt.stop();
+    let copies = [dir.path().join("one"), dir.path().join("two")];
+    for c in &copies {
+        copy_dir(&data, c);
+    }
+    let bench = |dirs: &[PathBuf]| {
+        Command::new(env!("CARGO_BIN_EXE_silt"))
+            .args(["bench", "--json", "--archive"])
+            .args(dirs)
+            .env("SILT_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = bench(&copies);
+    assert!(out.status.success(), "silt bench --archive failed: {out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{report}");
+    for (round, copy) in rounds.iter().zip(&copies) {
+        assert_eq!(round["records"], 300, "{round}");
+        assert_eq!(round["files"], 2, "a file per partition: {round}");
+        assert!(round["secs"].as_f64().unwrap() > 0.0, "{round}");
+        let files = parquet_files(&copy.join("objects").join("archive"));
+        let written: u64 = files
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum();
+        assert_eq!(round["parquet_bytes"].as_u64(), Some(written), "{round}");
+        let offsets: usize = files.iter().map(|f| rows(f).len()).sum();
+        assert_eq!(offsets, 300);
+    }
+    let again = bench(&copies[..1]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("nothing to archive"),
+        "{again:?}"
+    );
+}

@@ -4,27 +4,25 @@
 //! binary, `headers` list<struct<key string, value binary>> (in record
 //! order; keys may repeat). Rows sorted by offset; statistics and page
 //! indexes on every column but the opaque values; no dictionary encoding;
-//! zstd. Topic and partition live in the
-//! object's path, never in the file.
+//! zstd. Topic and partition live in the object's path, never in the
+//! file. Written by [`ArchiveWriter`], read back through Arrow
+//! ([`decode`]).
 
 use std::sync::Arc;
 
-use arrow_array::builder::{BinaryBuilder, ListBuilder, StringBuilder, StructBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
-use arrow_array::{
-    Array, ArrayRef, BinaryArray, Int64Array, RecordBatch, TimestampMicrosecondArray,
-};
+use arrow_array::{Array, BinaryArray};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
 
 use crate::{Header, Record};
+
+mod writer;
+
+pub use writer::ArchiveWriter;
 
 /// Field ids of the archive's columns (Parquet `field_id`, as Iceberg
 /// readers match columns): stable, never reused. They are the ids Iceberg
@@ -88,172 +86,11 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-/// Writes one archive file incrementally: batches of records (ascending
-/// offsets) are encoded as they arrive, so only the compressed pages of the
-/// file are held in memory, never all of its records at once.
-pub struct ArchiveWriter {
-    writer: ArrowWriter<Vec<u8>>,
-}
-
-impl std::fmt::Debug for ArchiveWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArchiveWriter")
-            .field("in_progress_bytes", &self.writer.in_progress_size())
-            .finish()
-    }
-}
-
-impl ArchiveWriter {
-    /// `size_hint`: the expected size of the file, to size its buffer.
-    /// Virtual capacity only: pages nobody writes are never faulted in.
-    pub fn new(size_hint: usize) -> Result<Self, ParquetError> {
-        // Page statistics (and so page indexes) for every column but the
-        // payloads: min/max of opaque values prune nothing and cost a
-        // comparison of every value.
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_dictionary_enabled(false)
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_column_statistics_enabled("value".into(), EnabledStatistics::None)
-            .set_column_statistics_enabled(
-                ColumnPath::new(
-                    ["headers", "list", "element", "value"]
-                        .map(String::from)
-                        .to_vec(),
-                ),
-                EnabledStatistics::None,
-            )
-            .build();
-        let out = Vec::with_capacity(size_hint.saturating_add(64 << 10));
-        Ok(Self {
-            writer: ArrowWriter::try_new(out, schema(), Some(props))?,
-        })
-    }
-
-    /// Appends records whose offsets follow those written before.
-    pub fn write(&mut self, records: &[(u64, Record)]) -> Result<(), ParquetError> {
-        self.writer.write(&record_batch(records)?)
-    }
-
-    /// The finished file.
-    pub fn finish(self) -> Result<Vec<u8>, ParquetError> {
-        self.writer.into_inner()
-    }
-}
-
 /// Encodes records (ascending offsets) as one Parquet file.
 pub fn encode(records: &[(u64, Record)]) -> Result<Vec<u8>, ParquetError> {
-    let mut writer = ArchiveWriter::new(Sizes::of(records).total())?;
+    let mut writer = ArchiveWriter::new()?;
     writer.write(records)?;
     writer.finish()
-}
-
-fn record_batch(records: &[(u64, Record)]) -> Result<RecordBatch, ParquetError> {
-    let offsets: Int64Array = records
-        .iter()
-        .map(|(o, _)| i64::try_from(*o).unwrap_or(i64::MAX))
-        .collect();
-    let timestamps = TimestampMicrosecondArray::from(
-        records
-            .iter()
-            .map(|(_, r)| r.timestamp.saturating_mul(1000))
-            .collect::<Vec<_>>(),
-    )
-    .with_timezone("UTC");
-    // Every buffer is sized up front: growing a buffer of megabytes by
-    // doubling copies it and faults in fresh pages each time.
-    let sizes = Sizes::of(records);
-    let keys = binary(
-        records.len(),
-        sizes.keys,
-        records.iter().map(|(_, r)| r.key.as_deref()),
-    );
-    let values = binary(
-        records.len(),
-        sizes.values,
-        records.iter().map(|(_, r)| r.value.as_deref()),
-    );
-    let mut headers = ListBuilder::with_capacity(
-        StructBuilder::new(
-            header_fields(),
-            vec![
-                Box::new(StringBuilder::with_capacity(
-                    sizes.headers,
-                    sizes.header_keys,
-                )),
-                Box::new(BinaryBuilder::with_capacity(
-                    sizes.headers,
-                    sizes.header_values,
-                )),
-            ],
-        ),
-        records.len(),
-    )
-    .with_field(header_item());
-    for (_, r) in records {
-        let s = headers.values();
-        for h in &r.headers {
-            s.field_builder::<StringBuilder>(0)
-                .ok_or_else(|| general("header key builder"))?
-                .append_value(&h.key);
-            s.field_builder::<BinaryBuilder>(1)
-                .ok_or_else(|| general("header value builder"))?
-                .append_option(h.value.as_deref());
-            s.append(true);
-        }
-        headers.append(true);
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(offsets),
-        Arc::new(timestamps),
-        Arc::new(keys),
-        Arc::new(values),
-        Arc::new(headers.finish()),
-    ];
-    Ok(RecordBatch::try_new(schema(), columns)?)
-}
-
-/// Byte counts of the variable-length columns, to size their buffers.
-#[derive(Default)]
-struct Sizes {
-    keys: usize,
-    values: usize,
-    headers: usize,
-    header_keys: usize,
-    header_values: usize,
-}
-
-impl Sizes {
-    fn of(records: &[(u64, Record)]) -> Self {
-        let mut sizes = Sizes::default();
-        for (_, r) in records {
-            sizes.keys += r.key.as_ref().map_or(0, |k| k.len());
-            sizes.values += r.value.as_ref().map_or(0, |v| v.len());
-            sizes.headers += r.headers.len();
-            for h in &r.headers {
-                sizes.header_keys += h.key.len();
-                sizes.header_values += h.value.as_ref().map_or(0, |v| v.len());
-            }
-        }
-        sizes
-    }
-
-    /// An upper bound on the encoded file when nothing compresses.
-    fn total(&self) -> usize {
-        self.keys + self.values + self.header_keys + self.header_values
-    }
-}
-
-fn binary<'a>(
-    rows: usize,
-    bytes: usize,
-    items: impl Iterator<Item = Option<&'a [u8]>>,
-) -> BinaryArray {
-    let mut builder = BinaryBuilder::with_capacity(rows, bytes);
-    for item in items {
-        builder.append_option(item);
-    }
-    builder.finish()
 }
 
 fn general(what: &str) -> ParquetError {
@@ -344,7 +181,9 @@ mod tests {
                         timestamp: 1_700_000_000_000 + i as i64,
                         key: (i % 3 != 0).then(|| Bytes::from(format!("k{i}"))),
                         value: (i % 7 != 0).then(|| Bytes::from(vec![i as u8; i as usize])),
-                        headers: vec![
+                        // Some records without headers, some with
+                        // repeated keys and a null value.
+                        headers: [
                             Header {
                                 key: "h".into(),
                                 value: Some(Bytes::from_static(b"1")),
@@ -353,7 +192,10 @@ mod tests {
                                 key: "h".into(),
                                 value: None,
                             },
-                        ],
+                        ]
+                        .into_iter()
+                        .take((i % 3) as usize)
+                        .collect(),
                     },
                 )
             })
@@ -375,7 +217,7 @@ mod tests {
         assert_eq!(tail, [140, 141, 142]);
 
         // Written in batches, the file holds the same rows.
-        let mut writer = ArchiveWriter::new(0).unwrap();
+        let mut writer = ArchiveWriter::new().unwrap();
         for batch in records.chunks(7) {
             writer.write(batch).unwrap();
         }
