@@ -10,7 +10,16 @@
 //! and metadata afresh and runs the whole job: reading the committed
 //! segments, decoding, encoding and uploading Parquet, and moving the
 //! archive progress in metadata.
+//!
+//! Then, as many times, encoding alone: the rows of the last directory's
+//! archive, held in memory and written to Parquet again the way the job
+//! writes them, the task DuckDB's `COPY` of rows in memory does; the
+//! difference from a round of the job is what reading and decoding the
+//! segments costs.
 
+use std::path::{Path, PathBuf};
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -19,7 +28,10 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 
 use crate::bench::BenchArgs;
+use bytes::Bytes;
+use silt_compactor::archive::parallelism;
 use silt_compactor::{CompactorConfig, CompactorMetrics};
+use silt_segment::parquet::{ArchiveWriter, decode};
 
 /// This process's CPU time so far: user, system.
 fn cpu() -> anyhow::Result<(Duration, Duration)> {
@@ -68,11 +80,115 @@ pub async fn run(a: &BenchArgs) -> anyhow::Result<()> {
             "parquet_bytes": report.bytes,
         }));
     }
-    let best = rounds
-        .iter()
-        .filter_map(|r| r["secs"].as_f64())
-        .fold(f64::INFINITY, f64::min);
-    report(&json!({ "rounds": rounds, "best_secs": best }), a.json)
+    let encode = match a.archive.last() {
+        Some(dir) => encode_from_memory(dir, a.archive.len())?,
+        None => Vec::new(),
+    };
+    report(
+        &json!({ "rounds": rounds, "encode_from_memory": encode }),
+        a.json,
+    )
+}
+
+/// Encoding alone: the rows the job archived in `dir`, decoded into
+/// memory, written again as the job writes them (a file per partition,
+/// [`parallelism`] files at a time on threads that live through every
+/// round, each file written to disk), `rounds` times. What DuckDB's `COPY`
+/// of rows held in memory is to be compared with.
+fn encode_from_memory(dir: &Path, rounds: usize) -> anyhow::Result<Vec<Value>> {
+    let mut partitions = Vec::new();
+    for file in parquet_files(&dir.join("objects").join("archive"))? {
+        let mut rows = Vec::new();
+        decode(Bytes::from(std::fs::read(&file)?), 0, |offset, r| {
+            rows.push((offset, r));
+            true
+        })?;
+        partitions.push(rows);
+    }
+    let out = dir.join("bench-encode");
+    std::fs::create_dir_all(&out)?;
+    let threads = parallelism().min(partitions.len()).max(1);
+    // Each round starts and ends at a barrier of the encoders and this
+    // thread, which takes the times.
+    let barrier = Barrier::new(threads + 1);
+    let next: Vec<AtomicUsize> = (0..rounds).map(|_| AtomicUsize::new(0)).collect();
+    let written = AtomicU64::new(0);
+    let encode_round = |round: usize| -> anyhow::Result<()> {
+        loop {
+            let i = next[round].fetch_add(1, Ordering::Relaxed);
+            let Some(rows) = partitions.get(i) else {
+                return Ok(());
+            };
+            let mut writer = ArchiveWriter::new()?;
+            writer.write(rows.iter().cloned())?;
+            let file = writer.finish()?;
+            written.fetch_add(file.len() as u64, Ordering::Relaxed);
+            std::fs::write(out.join(format!("{i}.parquet")), &file)?;
+        }
+    };
+    std::thread::scope(|s| {
+        let encoders: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut result = Ok(());
+                    for round in 0..rounds {
+                        barrier.wait();
+                        if result.is_ok() {
+                            result = encode_round(round);
+                        }
+                        barrier.wait();
+                    }
+                    result
+                })
+            })
+            .collect();
+        // Nothing here may return early: the encoders wait at the barrier.
+        let mut samples = Vec::new();
+        for _ in 0..rounds {
+            written.store(0, Ordering::Relaxed);
+            barrier.wait();
+            let before = cpu();
+            let started = Instant::now();
+            barrier.wait();
+            let secs = started.elapsed().as_secs_f64();
+            samples.push((secs, before, cpu(), written.load(Ordering::Relaxed)));
+        }
+        for e in encoders {
+            e.join()
+                .map_err(|_| anyhow::anyhow!("an encoder panicked"))??;
+        }
+        let records: usize = partitions.iter().map(Vec::len).sum();
+        samples
+            .into_iter()
+            .map(|(secs, before, after, bytes)| {
+                let ((user, system), (user_after, system_after)) = (before?, after?);
+                Ok(json!({
+                    "secs": secs,
+                    "user_cpu_secs": (user_after - user).as_secs_f64(),
+                    "system_cpu_secs": (system_after - system).as_secs_f64(),
+                    "records": records,
+                    "parquet_bytes": bytes,
+                }))
+            })
+            .collect()
+    })
+}
+
+/// The Parquet files under `root`.
+fn parquet_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("listing {}", d.display()))? {
+            let path = e?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                files.push(path);
+            }
+        }
+    }
+    Ok(files)
 }
 
 #[allow(clippy::print_stdout)]
@@ -85,10 +201,19 @@ fn report(r: &Value, as_json: bool) -> anyhow::Result<()> {
         "{:>6} {:>9} {:>9} {:>9} {:>10} {:>12}",
         "round", "secs", "user", "system", "records", "parquet MB"
     );
-    for (i, row) in r["rounds"].as_array().into_iter().flatten().enumerate() {
+    let rows = r["rounds"].as_array().into_iter().flatten().enumerate();
+    let encodes = r["encode_from_memory"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate();
+    let labelled = rows
+        .map(|(i, row)| (format!("{}", i + 1), row))
+        .chain(encodes.map(|(i, row)| (format!("enc {}", i + 1), row)));
+    for (label, row) in labelled {
         println!(
             "{:>6} {:>9} {:>9} {:>9} {:>10} {:>12}",
-            i + 1,
+            label,
             f(&row["secs"]),
             f(&row["user_cpu_secs"]),
             f(&row["system_cpu_secs"]),

@@ -52,7 +52,7 @@ type Chunks = Vec<(u64, Bytes)>;
 /// Partitions archived at once, and so encoder threads: reading, encoding
 /// and uploading overlap, one partition per core and one more, so a
 /// partition waiting on reads or its upload leaves no core idle.
-pub(crate) fn parallelism() -> usize {
+pub fn parallelism() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
 }
 
@@ -310,8 +310,7 @@ fn encode_file(
                 true
             })?;
         }
-        writer.write(&records).map_err(archive_error)?;
-        records.clear();
+        writer.write(records.drain(..)).map_err(archive_error)?;
     }
     Ok((writer.finish().map_err(archive_error)?, next))
 }

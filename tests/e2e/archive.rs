@@ -14,7 +14,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderB
 use parquet::basic::{Compression, Encoding};
 use serde_json::{Value, json};
 
-use crate::common::{Silt, tempdir};
+use crate::common::{Silt, copy_dir, tempdir};
 
 fn compact_once(data: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_silt"))
@@ -542,21 +542,10 @@ async fn damaged_segments_are_never_archived() {
     assert_eq!(parquet_files(&data.join("objects/archive")).len(), 1);
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 /// `silt bench --archive` runs the archive job over each directory in
-/// turn, in one process, and reports what each round archived; a
-/// directory with nothing left to archive is an error, not a zero.
+/// turn, in one process, and reports what each round archived, then times
+/// encoding the same rows from memory; a directory with nothing left to
+/// archive is an error, not a zero.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_archive_runs_the_job_over_each_directory() {
     let dir = tempdir();
@@ -597,6 +586,13 @@ async fn bench_archive_runs_the_job_over_each_directory() {
         assert_eq!(round["parquet_bytes"].as_u64(), Some(written), "{round}");
         let offsets: usize = files.iter().map(|f| rows(f).len()).sum();
         assert_eq!(offsets, 300);
+    }
+    // Then the same rows, from memory, encoded once per directory given.
+    let encodes = report["encode_from_memory"].as_array().unwrap();
+    assert_eq!(encodes.len(), 2, "{report}");
+    for e in encodes {
+        assert_eq!(e["records"], 300, "{e}");
+        assert!(e["parquet_bytes"].as_u64().unwrap() > 0, "{e}");
     }
     let again = bench(&copies[..1]);
     assert!(!again.status.success());

@@ -89,7 +89,7 @@ pub fn schema() -> SchemaRef {
 /// Encodes records (ascending offsets) as one Parquet file.
 pub fn encode(records: &[(u64, Record)]) -> Result<Vec<u8>, ParquetError> {
     let mut writer = ArchiveWriter::new()?;
-    writer.write(records)?;
+    writer.write(records.iter().cloned())?;
     writer.finish()
 }
 
@@ -219,7 +219,7 @@ mod tests {
         // Written in batches, the file holds the same rows.
         let mut writer = ArchiveWriter::new().unwrap();
         for batch in records.chunks(7) {
-            writer.write(batch).unwrap();
+            writer.write(batch.iter().cloned()).unwrap();
         }
         let mut again = Vec::new();
         decode(Bytes::from(writer.finish().unwrap()), 0, |o, r| {

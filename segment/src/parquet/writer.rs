@@ -85,10 +85,11 @@ impl ArchiveWriter {
     }
 
     /// Appends records whose offsets follow those written before.
-    pub fn write(&mut self, records: &[(u64, Record)]) -> Result<()> {
+    /// Keys and values move into the file's columns without being copied.
+    pub fn write(&mut self, records: impl IntoIterator<Item = (u64, Record)>) -> Result<()> {
         self.rows.clear();
         for (offset, record) in records {
-            self.rows.push(*offset, record);
+            self.rows.push(offset, record);
         }
         self.columns.write(&self.rows)
     }
@@ -150,9 +151,9 @@ impl Optional {
     }
 
     /// A nullable value whose level is `level` when present.
-    fn option(&mut self, v: Option<&Bytes>, level: i16) {
+    fn option(&mut self, v: Option<Bytes>, level: i16) {
         match v {
-            Some(v) => self.value(ByteArray::from(v.clone()), level),
+            Some(v) => self.value(ByteArray::from(v), level),
             None => self.none(level - 1),
         }
     }
@@ -174,11 +175,11 @@ impl Rows {
         self.header_reps.clear();
     }
 
-    fn push(&mut self, offset: u64, r: &Record) {
+    fn push(&mut self, offset: u64, r: Record) {
         self.offsets.push(i64::try_from(offset).unwrap_or(i64::MAX));
         self.timestamps.push(r.timestamp.saturating_mul(1000));
-        self.keys.option(r.key.as_ref(), 1);
-        self.values.option(r.value.as_ref(), 1);
+        self.keys.option(r.key, 1);
+        self.values.option(r.value, 1);
         // `headers.list.element.{key,value}`: level 0 is an empty list; in
         // an element the key is required (1), the value nullable (2).
         if r.headers.is_empty() {
@@ -186,9 +187,10 @@ impl Rows {
             self.header_values.none(0);
             self.header_reps.push(0);
         }
-        for (i, h) in r.headers.iter().enumerate() {
-            self.header_keys.value(ByteArray::from(h.key.as_str()), 1);
-            self.header_values.option(h.value.as_ref(), 2);
+        for (i, h) in r.headers.into_iter().enumerate() {
+            self.header_keys
+                .value(ByteArray::from(h.key.into_bytes()), 1);
+            self.header_values.option(h.value, 2);
             self.header_reps.push(i16::from(i > 0));
         }
     }

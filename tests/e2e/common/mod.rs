@@ -297,6 +297,19 @@ pub fn acked_offsets(body: &Value) -> Vec<(u32, u64)> {
         .collect()
 }
 
+/// Copies a directory tree (a `silt dev` data directory, say).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 /// A temporary directory that is removed on drop.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
