@@ -17,9 +17,10 @@
 //! difference from a round of the job is what reading and decoding the
 //! segments costs.
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Barrier;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -29,8 +30,7 @@ use serde_json::{Value, json};
 
 use crate::bench::BenchArgs;
 use bytes::Bytes;
-use silt_compactor::archive::parallelism;
-use silt_compactor::{CompactorConfig, CompactorMetrics};
+use silt_compactor::{CompactorConfig, CompactorMetrics, Encoders};
 use silt_segment::parquet::{ArchiveWriter, decode};
 
 /// This process's CPU time so far: user, system.
@@ -46,6 +46,8 @@ fn cpu() -> anyhow::Result<(Duration, Duration)> {
 }
 
 pub async fn run(a: &BenchArgs) -> anyhow::Result<()> {
+    // One pool of encoder threads for every round, as one compactor keeps.
+    let encoders = Arc::new(Encoders::per_core());
     let mut rounds = Vec::new();
     for dir in &a.archive {
         let (objects, metadata) = crate::cli::data_dir_urls(dir)?;
@@ -56,7 +58,8 @@ pub async fn run(a: &BenchArgs) -> anyhow::Result<()> {
             ..CompactorConfig::default()
         };
         let metrics = CompactorMetrics::new(&mut Registry::default());
-        let compactor = crate::server::new_compactor(config, md, storage, metrics, None);
+        let compactor = crate::server::new_compactor(config, md, storage, metrics, None)
+            .with_encoders(encoders.clone());
         let (user, system) = cpu()?;
         let started = Instant::now();
         let report = compactor
@@ -73,15 +76,15 @@ pub async fn run(a: &BenchArgs) -> anyhow::Result<()> {
         rounds.push(json!({
             "dir": dir.display().to_string(),
             "secs": secs,
-            "user_cpu_secs": (user_after - user).as_secs_f64(),
-            "system_cpu_secs": (system_after - system).as_secs_f64(),
+            "user_cpu_secs": user_after.saturating_sub(user).as_secs_f64(),
+            "system_cpu_secs": system_after.saturating_sub(system).as_secs_f64(),
             "files": report.files,
             "records": report.records,
             "parquet_bytes": report.bytes,
         }));
     }
     let encode = match a.archive.last() {
-        Some(dir) => encode_from_memory(dir, a.archive.len())?,
+        Some(dir) => encode_from_memory(dir, a.archive.len(), encoders.threads())?,
         None => Vec::new(),
     };
     report(
@@ -92,10 +95,10 @@ pub async fn run(a: &BenchArgs) -> anyhow::Result<()> {
 
 /// Encoding alone: the rows the job archived in `dir`, decoded into
 /// memory, written again as the job writes them (a file per partition,
-/// [`parallelism`] files at a time on threads that live through every
-/// round, each file written to disk), `rounds` times. What DuckDB's `COPY`
-/// of rows held in memory is to be compared with.
-fn encode_from_memory(dir: &Path, rounds: usize) -> anyhow::Result<Vec<Value>> {
+/// `threads` files at a time on threads that live through every round,
+/// each file written to disk), `rounds` times. What DuckDB's `COPY` of
+/// rows held in memory is to be compared with.
+fn encode_from_memory(dir: &Path, rounds: usize, threads: usize) -> anyhow::Result<Vec<Value>> {
     let mut partitions = Vec::new();
     for file in parquet_files(&dir.join("objects").join("archive"))? {
         let mut rows = Vec::new();
@@ -107,7 +110,7 @@ fn encode_from_memory(dir: &Path, rounds: usize) -> anyhow::Result<Vec<Value>> {
     }
     let out = dir.join("bench-encode");
     std::fs::create_dir_all(&out)?;
-    let threads = parallelism().min(partitions.len()).max(1);
+    let threads = threads.min(partitions.len()).max(1);
     // Each round starts and ends at a barrier of the encoders and this
     // thread, which takes the times.
     let barrier = Barrier::new(threads + 1);
@@ -134,7 +137,12 @@ fn encode_from_memory(dir: &Path, rounds: usize) -> anyhow::Result<Vec<Value>> {
                     for round in 0..rounds {
                         barrier.wait();
                         if result.is_ok() {
-                            result = encode_round(round);
+                            // A panic must not skip the barrier below.
+                            result =
+                                std::panic::catch_unwind(AssertUnwindSafe(|| encode_round(round)))
+                                    .unwrap_or_else(|_| {
+                                        Err(anyhow::anyhow!("an encoder panicked"))
+                                    });
                         }
                         barrier.wait();
                     }
@@ -164,8 +172,8 @@ fn encode_from_memory(dir: &Path, rounds: usize) -> anyhow::Result<Vec<Value>> {
                 let ((user, system), (user_after, system_after)) = (before?, after?);
                 Ok(json!({
                     "secs": secs,
-                    "user_cpu_secs": (user_after - user).as_secs_f64(),
-                    "system_cpu_secs": (system_after - system).as_secs_f64(),
+                    "user_cpu_secs": user_after.saturating_sub(user).as_secs_f64(),
+                    "system_cpu_secs": system_after.saturating_sub(system).as_secs_f64(),
                     "records": records,
                     "parquet_bytes": bytes,
                 }))

@@ -13,8 +13,9 @@
 //! never dictionary-encoded, and values (of records and headers) have no
 //! statistics (min/max of opaque payloads prune nothing); pages are
 //! zstd-compressed. Decoding and encoding run on the compactor's encoder
-//! threads ([`crate::encoders`]), off the runtime, while the next chunks are read: only a file's compressed pages
-//! are held in memory, never all its records.
+//! threads ([`crate::encoders`]), off the runtime, while the next chunks
+//! are read: only a file's compressed pages are held in memory, never all
+//! its records.
 //!
 //! Exactly once, across crashes and overlapping instances: the range of a
 //! file is planned in metadata before it is written
@@ -48,13 +49,6 @@ const BATCH_BYTES: usize = 1 << 20;
 
 /// Chunks as stored, each with the offset of its first record.
 type Chunks = Vec<(u64, Bytes)>;
-
-/// Partitions archived at once, and so encoder threads: reading, encoding
-/// and uploading overlap, one partition per core and one more, so a
-/// partition waiting on reads or its upload leaves no core idle.
-pub fn parallelism() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
-}
 
 /// What one archive pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -92,7 +86,9 @@ impl Compactor {
         }
         let mut passes = futures::stream::iter(work)
             .map(|(topic, p, state)| async move { self.archive_partition(&topic, p, state).await })
-            .buffer_unordered(parallelism());
+            // A partition per encoder thread: reading, encoding and
+            // uploading overlap.
+            .buffer_unordered(self.encoders.threads());
         let mut report = ArchiveReport::default();
         while let Some(r) = passes.next().await {
             let r = r?;
@@ -156,7 +152,7 @@ impl Compactor {
             return Ok(None);
         };
         // Reading and encoding overlap: stored chunks go through a short
-        // queue to a thread of the blocking pool that decodes and encodes.
+        // queue to an encoder thread, which decodes and encodes them.
         let (batches, queue) = tokio::sync::mpsc::channel::<Chunks>(2);
         let encoder = self.encoders.run(move || encode_file(queue, from, end));
         let read = self.read_range(topic.id, partition, from, end, batches);

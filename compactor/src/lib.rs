@@ -31,6 +31,7 @@ mod reclaim;
 mod retention;
 mod status;
 
+pub use encoders::Encoders;
 pub use metrics::CompactorMetrics;
 
 use std::sync::Arc;
@@ -159,7 +160,7 @@ pub struct Compactor {
     /// The Iceberg catalog, opened on first use.
     iceberg: tokio::sync::OnceCell<iceberg::Iceberg>,
     /// The archive's encoder threads.
-    encoders: encoders::Encoders,
+    encoders: Arc<Encoders>,
 }
 
 impl std::fmt::Debug for Compactor {
@@ -195,8 +196,15 @@ impl Compactor {
             now_ms,
             metrics,
             iceberg: tokio::sync::OnceCell::new(),
-            encoders: encoders::Encoders::new(archive::parallelism()),
+            encoders: Arc::new(Encoders::per_core()),
         }
+    }
+
+    /// Runs the archive's encoding on `encoders`, a pool other compactors
+    /// in this process may share (instead of one of its own).
+    pub fn with_encoders(mut self, encoders: Arc<Encoders>) -> Self {
+        self.encoders = encoders;
+        self
     }
 
     /// Runs jobs every `interval` until `shutdown`, then gives the lease up.

@@ -84,12 +84,13 @@ impl ArchiveWriter {
         })
     }
 
-    /// Appends records whose offsets follow those written before.
-    /// Keys and values move into the file's columns without being copied.
+    /// Appends records whose offsets follow those written before. Keys and
+    /// values move in and are copied once, into the pages. After an error
+    /// the file is unusable (some columns may hold the batch, others not).
     pub fn write(&mut self, records: impl IntoIterator<Item = (u64, Record)>) -> Result<()> {
         self.rows.clear();
         for (offset, record) in records {
-            self.rows.push(offset, record);
+            self.rows.push(offset, record)?;
         }
         self.columns.write(&self.rows)
     }
@@ -175,8 +176,10 @@ impl Rows {
         self.header_reps.clear();
     }
 
-    fn push(&mut self, offset: u64, r: Record) {
-        self.offsets.push(i64::try_from(offset).unwrap_or(i64::MAX));
+    fn push(&mut self, offset: u64, r: Record) -> Result<()> {
+        let offset = i64::try_from(offset)
+            .map_err(|_| ParquetError::General(format!("offset {offset} exceeds int64")))?;
+        self.offsets.push(offset);
         self.timestamps.push(r.timestamp.saturating_mul(1000));
         self.keys.option(r.key, 1);
         self.values.option(r.value, 1);
@@ -193,6 +196,7 @@ impl Rows {
             self.header_values.option(h.value, 2);
             self.header_reps.push(i16::from(i > 0));
         }
+        Ok(())
     }
 }
 
