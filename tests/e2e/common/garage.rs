@@ -119,8 +119,13 @@ api_bind_addr = "127.0.0.1:{admin}"
 
     fn setup(&mut self, bin: &PathBuf) {
         let deadline = Instant::now() + Duration::from_secs(30);
+        // `node id` reads the node's key from disk, so it can answer before
+        // the server listens: wait for `status`, which asks the server.
         let node = loop {
-            match self.cli(bin, &["node", "id", "-q"]) {
+            let ready = self
+                .cli(bin, &["status"])
+                .and_then(|_| self.cli(bin, &["node", "id", "-q"]));
+            match ready {
                 Ok(id) => break id.trim().split('@').next().unwrap().to_owned(),
                 Err(e) if Instant::now() > deadline => panic!("garage did not start: {e}"),
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
