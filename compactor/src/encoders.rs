@@ -100,8 +100,18 @@ impl Encoders {
                     // Ends when the pool is dropped (the channel closes).
                     for job in rx {
                         // A panic fails that job (its waiter sees the
-                        // result dropped), not the thread.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        // result dropped), not the thread; the log keeps
+                        // what the panic said.
+                        if let Err(panic) =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
+                        {
+                            let what = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| (*s).to_owned())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_default();
+                            tracing::error!(panic = %what, "an archive encoder job panicked");
+                        }
                     }
                 })
                 .map_err(|e| Error::Archive(format!("starting an encoder thread: {e}")))?;
